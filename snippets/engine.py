@@ -1,0 +1,176 @@
+"""Create async engines for SQLite (aiosqlite) and PostgreSQL (asyncpg) from one URL.
+
+``make_engine`` is the factory: it validates the URL (see ``snippets.config``), bounds how long a
+connection attempt may take, and switches SQLite's foreign-key enforcement on. Like
+``create_async_engine`` it connects lazily.
+
+``open_engine`` is what notebooks and tests call: it also connects once, so that a wrong host or
+a stopped server is reported within seconds as one clear ``DatabaseUnreachableError``, and it
+can give its caller a *namespace* of its own, so that many notebooks and test workers share one
+database without seeing each other's tables:
+
+* on SQLite a namespace is a database file of its own (``build/db/<namespace>.sqlite3``);
+* on PostgreSQL it is a schema of its own, put first on the connection's ``search_path``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from snippets.config import DEFAULT_SQLITE_DIR, database_url, is_sqlite_file
+
+CONNECT_TIMEOUT = 5.0
+"""Seconds a connection attempt may take before it is reported as unreachable."""
+
+_NAMESPACE = re.compile(r"[a-z][a-z0-9_]{0,62}")
+
+
+class DatabaseUnreachableError(ConnectionError):
+    """The database did not accept a connection; the message says where and why."""
+
+
+def enable_sqlite_foreign_keys(dbapi_connection: Any, connection_record: Any) -> None:
+    """``connect`` event handler: SQLite enforces FOREIGN KEY constraints only when asked to.
+
+    The setting is per connection, so it is made on every new one the pool opens.
+    """
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def namespaced_url(url: URL, namespace: str | None) -> URL:
+    """The SQLite URL for ``namespace``: its own file beside the configured one.
+
+    PostgreSQL URLs are returned unchanged (a PostgreSQL namespace is a schema, not a URL), and
+    so are in-memory SQLite URLs, whose database already belongs to one engine alone.
+    """
+    if namespace is None or url.get_backend_name() != "sqlite" or not is_sqlite_file(url):
+        return url
+    path = Path(url.database or "")
+    if path.parent == DEFAULT_SQLITE_DIR:
+        return url.set(database=str(DEFAULT_SQLITE_DIR / f"{namespace}.sqlite3"))
+    return url.set(database=str(path.with_name(f"{path.stem}.{namespace}{path.suffix}")))
+
+
+def make_engine(
+    url: str | URL | None = None,
+    *,
+    namespace: str | None = None,
+    connect_timeout: float = CONNECT_TIMEOUT,
+    **engine_kwargs: Any,
+) -> AsyncEngine:
+    """Create an ``AsyncEngine`` for ``url`` (default: ``DATABASE_URL``, else a SQLite file).
+
+    Args:
+        url: an async URL; ``None`` reads ``DATABASE_URL``.
+        namespace: isolate this engine's tables (see the module docstring). Lower-case letters,
+            digits and ``_``, starting with a letter. ``open_engine`` creates a PostgreSQL schema;
+            with ``make_engine`` alone it must already exist.
+        connect_timeout: seconds a new connection may take (asyncpg's ``timeout``).
+        engine_kwargs: passed to ``create_async_engine`` (``echo``, ``pool_size``, ...).
+
+    Raises:
+        DatabaseConfigError: the URL is not usable; the message says which one to write.
+        ValueError: the namespace is not a valid name.
+    """
+    resolved = namespaced_url(database_url(url), _checked(namespace))
+    connect_args: dict[str, Any] = dict(engine_kwargs.pop("connect_args", {}))
+    if resolved.get_backend_name() == "postgresql":
+        connect_args.setdefault("timeout", connect_timeout)
+        if namespace is not None:
+            settings = dict(connect_args.get("server_settings", {}))
+            settings["search_path"] = namespace
+            connect_args["server_settings"] = settings
+    elif resolved.database and Path(resolved.database).parent == DEFAULT_SQLITE_DIR:
+        DEFAULT_SQLITE_DIR.mkdir(parents=True, exist_ok=True)
+
+    engine = create_async_engine(resolved, connect_args=connect_args, **engine_kwargs)
+    if resolved.get_backend_name() == "sqlite":
+        # Pool events fire on the sync engine that the AsyncEngine wraps.
+        event.listen(engine.sync_engine, "connect", enable_sqlite_foreign_keys)
+    return engine
+
+
+async def open_engine(
+    url: str | URL | None = None,
+    *,
+    namespace: str | None = None,
+    fresh: bool = False,
+    connect_timeout: float = CONNECT_TIMEOUT,
+    **engine_kwargs: Any,
+) -> AsyncEngine:
+    """``make_engine``, then connect once to prove the database answers.
+
+    Args:
+        fresh: start the namespace empty: delete its SQLite file, or drop and recreate its
+            PostgreSQL schema. Requires ``namespace``.
+
+    Raises:
+        DatabaseConfigError: the URL is not usable.
+        DatabaseUnreachableError: no connection within ``connect_timeout`` seconds, or the
+            server refused it (wrong host, port, user, password or database name).
+    """
+    if fresh and namespace is None:
+        raise ValueError("fresh=True needs a namespace: it would otherwise empty a shared database")
+    engine = make_engine(url, namespace=namespace, connect_timeout=connect_timeout, **engine_kwargs)
+    if fresh and engine.url.get_backend_name() == "sqlite" and is_sqlite_file(engine.url):
+        _delete_sqlite_files(Path(engine.url.database or ""))
+    try:
+        await asyncio.wait_for(_ping(engine), timeout=connect_timeout)
+    except (OSError, asyncio.TimeoutError, SQLAlchemyError) as exc:
+        await engine.dispose()
+        shown = engine.url.render_as_string(hide_password=True)
+        raise DatabaseUnreachableError(
+            f"Could not connect to {shown} within {connect_timeout:g} s ({_reason(exc)}). "
+            "Check that the server is running and that host, port, user, password and "
+            "database name are right, or unset DATABASE_URL to use the embedded SQLite default."
+        ) from None
+    if namespace is not None and engine.url.get_backend_name() == "postgresql":
+        await _prepare_schema(engine, namespace, fresh=fresh)
+    return engine
+
+
+async def _ping(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))
+
+
+async def _prepare_schema(engine: AsyncEngine, schema: str, *, fresh: bool) -> None:
+    async with engine.begin() as conn:
+        # Two processes creating the same schema at once can collide on the catalog's unique
+        # index even with IF NOT EXISTS; a transaction-scoped advisory lock serialises them.
+        await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:s))"), {"s": schema})
+        if fresh:
+            await conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+
+
+def _checked(namespace: str | None) -> str | None:
+    if namespace is not None and not _NAMESPACE.fullmatch(namespace):
+        raise ValueError(
+            f"namespace {namespace!r} must be lower-case letters, digits and '_', "
+            "start with a letter, and be at most 63 characters"
+        )
+    return namespace
+
+
+def _delete_sqlite_files(path: Path) -> None:
+    for suffix in ("", "-journal", "-wal", "-shm"):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, asyncio.TimeoutError):
+        return "no answer in time"
+    original = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    first_line = (str(original).strip().splitlines() or [""])[0]
+    return f"{type(original).__name__}: {first_line}" if first_line else type(original).__name__
