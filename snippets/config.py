@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import re
 from pathlib import Path
 
 from sqlalchemy.engine import URL, make_url
@@ -28,8 +27,6 @@ ASYNC_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "asyncpg"}
 
 _POSTGRES_EXAMPLE = "postgresql+asyncpg://user:password@host:5432/dbname"
 _SQLITE_EXAMPLE = "sqlite+aiosqlite:///path/to/file.db"
-# userinfo in a string that could not be parsed as a URL: hide everything after the first ':'.
-_USERINFO = re.compile(r"(?<=://)([^:/@]*):[^@]*@")
 
 
 class DatabaseConfigError(ValueError):
@@ -37,8 +34,18 @@ class DatabaseConfigError(ValueError):
 
 
 def redact(raw: str) -> str:
-    """Hide the password in a URL-like string, even one SQLAlchemy cannot parse."""
-    return _USERINFO.sub(r"\1:***@", raw)
+    """Hide the password in a URL-like string, even one SQLAlchemy cannot parse.
+
+    Whatever stands between the first ``:`` of the user info and the last ``@`` is a password
+    (it may itself contain ``@`` or ``:``), with or without a ``scheme://`` in front.
+    """
+    head, at, host = raw.rpartition("@")
+    if not at:
+        return raw
+    scheme_end = head.find("://")
+    start = scheme_end + 3 if scheme_end >= 0 else 0
+    user, colon, _ = head[start:].partition(":")
+    return head[:start] + user + (":***" if colon else "") + at + host
 
 
 def default_url() -> URL:

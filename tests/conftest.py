@@ -1,0 +1,52 @@
+"""Fixtures shared by the tests: an isolated, empty database per test on the configured backend.
+
+Every test worker (pytest-xdist) gets a namespace of its own, emptied before each test, so the
+suite runs in parallel against one PostgreSQL database and twice in a row with no cleanup. A
+PostgreSQL server that cannot be reached makes the tests *fail* (``DatabaseUnreachableError``):
+they are never skipped because of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from snippets import create_tables, database_url, make_sessionmaker, open_engine
+
+
+def pytest_report_header() -> str:
+    return f"database: {database_url().render_as_string(hide_password=True)}"
+
+
+def backend() -> str:
+    """``sqlite`` or ``postgresql``: the backend that ``DATABASE_URL`` selects."""
+    return database_url().get_backend_name()
+
+
+requires_postgresql = pytest.mark.skipif(
+    backend() != "postgresql",
+    reason="PostgreSQL-only behaviour; run with DATABASE_URL=postgresql+asyncpg://...",
+)
+
+
+@pytest.fixture
+def namespace(worker_id: str) -> str:
+    """This worker's namespace: ``test_master`` without xdist, ``test_gw0`` ... with it."""
+    return f"test_{worker_id}"
+
+
+@pytest.fixture
+async def engine(namespace: str) -> AsyncIterator[AsyncEngine]:
+    engine = await open_engine(namespace=namespace, fresh=True)
+    await create_tables(engine)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def session(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
+    async with make_sessionmaker(engine)() as session:
+        yield session

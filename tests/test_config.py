@@ -1,0 +1,119 @@
+"""``DATABASE_URL`` validation: every unusable value gives one message naming the URL to use."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import make_url
+
+from snippets import ENV_VAR, DatabaseConfigError, database_url, make_engine
+from snippets.config import DEFAULT_SQLITE_DIR, redact
+
+SECRET = "s3cr3t-pw"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("sqlite:///app.db", "sqlite+aiosqlite:///app.db"),
+        ("sqlite+pysqlite:///app.db", "sqlite+aiosqlite:///app.db"),
+        (f"postgresql://u:{SECRET}@db:5432/app", "postgresql+asyncpg://u:***@db:5432/app"),
+        (f"postgres://u:{SECRET}@db/app", "postgresql+asyncpg://u:***@db/app"),
+        (f"postgres+asyncpg://u:{SECRET}@db/app", "postgresql+asyncpg://u:***@db/app"),
+        (f"postgresql+psycopg2://u:{SECRET}@db/app", "postgresql+asyncpg://u:***@db/app"),
+        (f"postgresql+psycopg://u:{SECRET}@db/app", "postgresql+asyncpg://u:***@db/app"),
+    ],
+)
+def test_sync_or_unnamed_driver_names_the_async_url(raw: str, expected: str) -> None:
+    with pytest.raises(DatabaseConfigError) as caught:
+        database_url(raw)
+    message = str(caught.value)
+    assert f"Use {expected!r} instead" in message
+    assert SECRET not in message
+
+
+def test_bare_postgresql_url_explains_sqlalchemy_21_default() -> None:
+    with pytest.raises(DatabaseConfigError, match=r"psycopg, in SQLAlchemy 2\.1"):
+        database_url("postgresql://u@db/app")
+
+
+def test_postgres_scheme_is_called_out() -> None:
+    with pytest.raises(DatabaseConfigError, match="it is 'postgresql'"):
+        database_url("postgres://u@db/app")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [f"mysql+aiomysql://root:{SECRET}@db/app", "oracle+oracledb://u@db/app", "nosuch://x"],
+)
+def test_unsupported_backend(raw: str) -> None:
+    with pytest.raises(DatabaseConfigError, match="SQLite and PostgreSQL only") as caught:
+        database_url(raw)
+    assert SECRET not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "raw", ["not a url", f"user:{SECRET}@localhost/db", "://", f"postgresql+asyncpg//u:{SECRET}@h"]
+)
+def test_malformed_value(raw: str) -> None:
+    with pytest.raises(DatabaseConfigError, match="is not a database URL") as caught:
+        database_url(raw)
+    message = str(caught.value)
+    assert "postgresql+asyncpg://user:password@host:5432/dbname" in message
+    assert SECRET not in message
+
+
+def test_redact_hides_password_in_unparseable_text() -> None:
+    assert redact(f"postgresql+asyncpg//x + pg://u:{SECRET}@h/db") == (
+        "postgresql+asyncpg//x + pg://u:***@h/db"
+    )
+
+
+def test_missing_driver_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A None entry in sys.modules makes `import asyncpg` fail exactly as when it is not installed.
+    monkeypatch.setitem(sys.modules, "asyncpg", None)
+    with pytest.raises(DatabaseConfigError, match="pip install asyncpg") as caught:
+        database_url(f"postgresql+asyncpg://u:{SECRET}@db/app")
+    assert SECRET not in str(caught.value)
+
+
+def test_missing_sqlite_folder(tmp_path: Path) -> None:
+    with pytest.raises(DatabaseConfigError, match="does not exist"):
+        database_url(f"sqlite+aiosqlite:///{tmp_path}/missing/app.db")
+
+
+def test_unset_variable_means_embedded_sqlite(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    url = database_url()
+    assert url.drivername == "sqlite+aiosqlite"
+    assert Path(url.database or "").parent == DEFAULT_SQLITE_DIR
+
+
+def test_empty_variable_means_embedded_sqlite(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENV_VAR, "")
+    assert database_url().drivername == "sqlite+aiosqlite"
+
+
+def test_variable_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENV_VAR, "postgresql+asyncpg://u@db:5432/app")
+    assert database_url().render_as_string() == "postgresql+asyncpg://u@db:5432/app"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "sqlite+aiosqlite://",
+        "sqlite+aiosqlite:///:memory:",
+        "postgresql+asyncpg://postgres@127.0.0.1:5432/test",
+    ],
+)
+def test_async_urls_are_accepted(raw: str) -> None:
+    assert database_url(raw) == make_url(raw)
+
+
+def test_make_engine_reports_config_error_not_sqlalchemy_internals() -> None:
+    # Without validation SQLAlchemy raises NoSuchModuleError ("Can't load plugin") here.
+    with pytest.raises(DatabaseConfigError, match="postgresql"):
+        make_engine(f"postgres://u:{SECRET}@db/app")

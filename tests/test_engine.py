@@ -1,0 +1,145 @@
+"""The engine factory: connection failures within seconds, namespaces, SQLite foreign keys."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Column, ForeignKey, Integer, MetaData, Table, insert, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from snippets import DatabaseUnreachableError, make_engine, open_engine, table_names
+from snippets.engine import namespaced_url
+
+SECRET = "s3cr3t-pw"
+
+
+def free_port() -> int:
+    """A loopback port with nothing listening on it."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def test_refused_connection_is_one_clear_error_within_seconds() -> None:
+    url = f"postgresql+asyncpg://postgres:{SECRET}@127.0.0.1:{free_port()}/test"
+    started = time.perf_counter()
+    with pytest.raises(DatabaseUnreachableError) as caught:
+        await open_engine(url, connect_timeout=3)
+    assert time.perf_counter() - started < 3
+    message = str(caught.value)
+    assert "Could not connect to postgresql+asyncpg://postgres:***@127.0.0.1" in message
+    assert "ConnectionRefusedError" in message
+    assert SECRET not in message
+    assert caught.value.__cause__ is None
+    assert caught.value.__suppress_context__
+
+
+@pytest.fixture
+async def silent_server() -> AsyncIterator[int]:
+    """A loopback TCP server that accepts connections and never answers: a hung database."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    yield server.sockets[0].getsockname()[1]
+    for writer in held:
+        writer.close()
+    server.close()
+    await server.wait_closed()
+
+
+async def test_server_that_never_answers_times_out(silent_server: int) -> None:
+    url = f"postgresql+asyncpg://postgres:{SECRET}@127.0.0.1:{silent_server}/test"
+    started = time.perf_counter()
+    with pytest.raises(DatabaseUnreachableError, match=r"within 1 s") as caught:
+        await open_engine(url, connect_timeout=1)
+    assert time.perf_counter() - started < 3
+    assert SECRET not in str(caught.value)
+
+
+async def test_unknown_host_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The reserved .invalid domain never resolves (RFC 6761).
+    started = time.perf_counter()
+    with pytest.raises(DatabaseUnreachableError, match=r"no-such-host\.invalid"):
+        await open_engine("postgresql+asyncpg://u@no-such-host.invalid/db", connect_timeout=2)
+    assert time.perf_counter() - started < 4
+
+
+def test_namespace_must_be_a_plain_name() -> None:
+    with pytest.raises(ValueError, match="lower-case letters"):
+        make_engine(namespace='x"; DROP SCHEMA public; --')
+
+
+async def test_fresh_needs_a_namespace() -> None:
+    with pytest.raises(ValueError, match="needs a namespace"):
+        await open_engine(fresh=True)
+
+
+def test_sqlite_namespace_is_a_file_of_its_own(tmp_path: Path) -> None:
+    base = make_engine(f"sqlite+aiosqlite:///{tmp_path}/app.db").url
+    assert namespaced_url(base, "crud").database == f"{tmp_path}/app.crud.db"
+    memory = make_engine("sqlite+aiosqlite://").url
+    assert namespaced_url(memory, "crud") == memory
+
+
+def test_engine_repr_hides_password() -> None:
+    engine = make_engine(f"postgresql+asyncpg://u:{SECRET}@127.0.0.1/db")
+    assert SECRET not in repr(engine)
+    assert SECRET not in str(engine.url)
+
+
+def _parent_child(metadata: MetaData) -> tuple[Table, Table]:
+    parent = Table("parent", metadata, Column("id", Integer, primary_key=True))
+    child = Table(
+        "child",
+        metadata,
+        Column("id", Integer, primary_key=True),
+        Column("parent_id", Integer, ForeignKey("parent.id"), nullable=False),
+    )
+    return parent, child
+
+
+async def test_foreign_keys_are_enforced(engine: AsyncEngine) -> None:
+    # SQLite would accept the orphan row without the PRAGMA that make_engine issues.
+    metadata = MetaData()
+    _, child = _parent_child(metadata)
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    with pytest.raises(IntegrityError):
+        async with engine.begin() as conn:
+            await conn.execute(insert(child).values(id=1, parent_id=999))
+
+
+async def test_namespaces_do_not_see_each_other(namespace: str) -> None:
+    first = await open_engine(namespace=f"{namespace}_a", fresh=True)
+    second = await open_engine(namespace=f"{namespace}_b", fresh=True)
+    try:
+        async with first.begin() as conn:
+            await conn.execute(text("CREATE TABLE only_in_a (id INTEGER PRIMARY KEY)"))
+        assert await table_names(first) == ["only_in_a"]
+        assert await table_names(second) == []
+    finally:
+        await first.dispose()
+        await second.dispose()
+
+
+async def test_fresh_empties_the_namespace(namespace: str) -> None:
+    engine = await open_engine(namespace=namespace, fresh=True)
+    async with engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE leftover (id INTEGER PRIMARY KEY)"))
+    await engine.dispose()
+    reopened = await open_engine(namespace=namespace)
+    assert await table_names(reopened) == ["leftover"]
+    await reopened.dispose()
+    emptied = await open_engine(namespace=namespace, fresh=True)
+    assert await table_names(emptied) == []
+    await emptied.dispose()
