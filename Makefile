@@ -1,0 +1,45 @@
+# The guide's commands. Everything runs inside .venv, which the first command creates.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+CODE := snippets tests tools notebooks
+
+.PHONY: install run test lint typecheck lab strip clean
+
+## install: create .venv if missing and install the project with its notebook and test tools
+install: $(INSTALLED)
+
+$(INSTALLED): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --editable '.[dev]'
+	touch $@
+
+## run: execute every notebook (embedded SQLite unless DATABASE_URL is set) into build/notebooks
+run: install
+	$(BIN)/python tools/run_notebooks.py
+
+## test: lint, type check, unit tests and every notebook under nbmake, in parallel
+test: lint typecheck
+	$(BIN)/python -m pytest -n auto --nbmake --nbmake-timeout=600
+
+lint: install
+	$(BIN)/ruff check $(CODE)
+	$(BIN)/ruff format --check $(CODE)
+
+typecheck: install
+	$(BIN)/mypy
+
+## lab: open JupyterLab on the notebooks with the project's environment as kernel
+lab: install
+	$(BIN)/jupyter lab notebooks/
+
+## strip: remove outputs and execution counts from the notebooks before committing
+strip: install
+	$(BIN)/nbstripout notebooks/*.ipynb
+
+## clean: remove executed notebooks, SQLite files and caches (keeps .venv)
+clean:
+	rm -rf build .pytest_cache .mypy_cache .ruff_cache
+	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
