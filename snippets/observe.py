@@ -1,0 +1,39 @@
+"""See what reaches the database: record the SQL statements an engine sends.
+
+The recorder is a ``before_cursor_execute`` event on ``engine.sync_engine`` (events of an
+``AsyncEngine`` are registered on the synchronous engine it wraps). One ``executemany`` call
+counts as one statement, as it is one round of the driver's API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+
+@contextmanager
+def recorded_statements(engine: AsyncEngine) -> Iterator[list[str]]:
+    """Collect, in order, every statement ``engine`` executes inside the ``with`` block.
+
+    Whitespace is folded to single spaces so statements compare and print on one line::
+
+        with recorded_statements(engine) as statements:
+            await session.exec(select(Hero))
+        assert len(statements) == 1
+    """
+    statements: list[str] = []
+
+    def record(
+        conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
+    ) -> None:
+        statements.append(" ".join(statement.split()))
+
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", record)

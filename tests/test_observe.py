@@ -1,0 +1,40 @@
+"""The statement recorder sees exactly the statements sent, and stops when its block ends."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from snippets.crud import insert_heroes
+from snippets.models import Hero
+from snippets.observe import recorded_statements
+
+
+async def test_records_each_statement_in_order(engine: AsyncEngine, session: AsyncSession) -> None:
+    with recorded_statements(engine) as statements:
+        await insert_heroes(session, [{"name": f"h{i}", "secret_name": "s"} for i in range(3)])
+        await session.exec(select(Hero).where(Hero.name == "h1"))
+        first = await session.get(Hero, 1)  # not in the identity map yet: one SELECT
+        again = await session.get(Hero, 1)  # it is now (held by `first`): no statement
+    assert again is first
+    assert len(statements) == 3
+    assert statements[0].startswith("INSERT INTO hero")
+    assert statements[1].startswith("SELECT hero.")
+    assert "WHERE hero.name =" in statements[1]
+    assert "WHERE hero.id =" in statements[2]
+
+
+async def test_stops_recording_after_the_block(engine: AsyncEngine, session: AsyncSession) -> None:
+    with recorded_statements(engine) as statements:
+        await session.exec(select(Hero))
+    await session.exec(select(Hero))
+    assert len(statements) == 1
+
+
+async def test_recorders_nest(engine: AsyncEngine, session: AsyncSession) -> None:
+    with recorded_statements(engine) as outer:
+        await session.exec(select(Hero))
+        with recorded_statements(engine) as inner:
+            await session.exec(select(Hero))
+    assert (len(outer), len(inner)) == (2, 1)
