@@ -21,12 +21,14 @@ from nbclient.exceptions import CellExecutionError
 from snippets.config import PROJECT_ROOT, database_url
 
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+FAILING_LINE = re.compile(r"^\s*-+>\s*\d+ ")
 
 
 def describe(error: CellExecutionError) -> str:
     """The failing line and the exception, without the colour codes of IPython's traceback."""
-    lines = ANSI_ESCAPE.sub("", "\n".join(error.traceback)).splitlines()
-    failing = [line.strip() for line in lines if line.lstrip().startswith("--->")]
+    # IPython marks the failing line with an arrow padded to the line number: "----> 12 code".
+    lines = ANSI_ESCAPE.sub("", error.traceback).splitlines()
+    failing = [re.sub(r"^\s*-+>\s*", "line ", line) for line in lines if FAILING_LINE.match(line)]
     where = f"{failing[-1]}\n    " if failing else ""
     return f"{where}{error.ename}: {error.evalue}".rstrip(": ")
 
@@ -43,6 +45,8 @@ def execute(path: Path, out_dir: Path, timeout: int) -> tuple[str, float, str]:
         timeout=timeout,
         kernel_name="python3",
         resources={"metadata": {"path": str(path.parent)}},
+        # ipykernel warns about unencrypted TCP on every local start; keep its errors only.
+        extra_arguments=["--IPKernelApp.log_level=ERROR"],
         on_cell_executed=progress,
     )
     started = time.perf_counter()

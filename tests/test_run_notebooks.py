@@ -1,0 +1,47 @@
+"""``make run``'s runner: executes notebooks, writes the executed copies, reports failures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+from tools.run_notebooks import main
+
+
+def write_notebook(path: Path, *sources: str) -> Path:
+    notebook = new_notebook(cells=[new_code_cell(source) for source in sources])  # type: ignore[no-untyped-call]
+    nbformat.write(notebook, path)  # type: ignore[no-untyped-call]
+    return path
+
+
+def test_reports_each_notebook_and_fails_on_a_failing_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = write_notebook(
+        tmp_path / "01_good.ipynb", "answer = await __import__('asyncio').sleep(0, 42)", "answer"
+    )
+    bad = write_notebook(tmp_path / "02_bad.ipynb", "x = 1", "assert x == 2, 'x is not 2'")
+    out = tmp_path / "out"
+
+    assert main([str(good), str(bad), "--out", str(out), "--timeout", "60"]) == 1
+
+    report = capsys.readouterr().out
+    assert "[1/2] 01_good.ipynb" in report
+    assert "[2/2] 02_bad.ipynb" in report
+    assert "assert x == 2, 'x is not 2'" in report  # the failing line, without colour codes
+    assert "AssertionError: x is not 2" in report
+    assert "\x1b[" not in report
+    assert "1 passed, 1 failed" in report
+    executed = nbformat.read(out / "01_good.ipynb", as_version=4)  # type: ignore[no-untyped-call]
+    assert executed.cells[1].outputs[0]["data"]["text/plain"] == "42"
+    failed = nbformat.read(out / "02_bad.ipynb", as_version=4)  # type: ignore[no-untyped-call]
+    assert failed.cells[1].outputs[0]["output_type"] == "error"
+
+
+def test_all_passing_exits_zero(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = write_notebook(tmp_path / "01_good.ipynb", "1 + 1")
+    assert main([str(good), "--out", str(tmp_path / "out")]) == 0
+    assert "1 passed, 0 failed" in capsys.readouterr().out
