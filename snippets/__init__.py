@@ -9,7 +9,7 @@ Each module is one idea, taught by a notebook:
 """
 
 from snippets.config import ENV_VAR, DatabaseConfigError, database_url
-from snippets.engine import DatabaseUnreachableError, make_engine, open_engine
+from snippets.engine import DatabaseUnreachableError, check_database, make_engine, open_engine
 from snippets.session import make_sessionmaker
 from snippets.tables import create_tables, drop_tables, table_names
 
@@ -17,6 +17,7 @@ __all__ = [
     "ENV_VAR",
     "DatabaseConfigError",
     "DatabaseUnreachableError",
+    "check_database",
     "create_tables",
     "database_url",
     "drop_tables",

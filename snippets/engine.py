@@ -174,3 +174,20 @@ def _reason(exc: BaseException) -> str:
     original = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
     first_line = (str(original).strip().splitlines() or [""])[0]
     return f"{type(original).__name__}: {first_line}" if first_line else type(original).__name__
+
+
+async def check_database(
+    url: str | URL | None = None, *, connect_timeout: float = CONNECT_TIMEOUT
+) -> URL:
+    """Connect once and let go: a start-up check that fails fast with one clear message.
+
+    Returns:
+        The validated URL (render it with ``hide_password=True`` before printing).
+
+    Raises:
+        DatabaseConfigError: the URL is not usable.
+        DatabaseUnreachableError: the database did not answer within ``connect_timeout``.
+    """
+    engine = await open_engine(url, connect_timeout=connect_timeout)
+    await engine.dispose()
+    return engine.url

@@ -8,28 +8,37 @@ they are never skipped because of it.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from snippets import create_tables, database_url, make_sessionmaker, open_engine
+from snippets import (
+    DatabaseConfigError,
+    DatabaseUnreachableError,
+    check_database,
+    create_tables,
+    database_url,
+    make_sessionmaker,
+    open_engine,
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Check the database once, before collection: one clear message instead of every test
+    failing on its own. (xdist workers skip it: the controller has checked.)"""
+    if hasattr(config, "workerinput"):
+        return
+    try:
+        asyncio.run(check_database())
+    except (DatabaseConfigError, DatabaseUnreachableError) as error:
+        raise pytest.UsageError(str(error)) from None
 
 
 def pytest_report_header() -> str:
     return f"database: {database_url().render_as_string(hide_password=True)}"
-
-
-def backend() -> str:
-    """``sqlite`` or ``postgresql``: the backend that ``DATABASE_URL`` selects."""
-    return database_url().get_backend_name()
-
-
-requires_postgresql = pytest.mark.skipif(
-    backend() != "postgresql",
-    reason="PostgreSQL-only behaviour; run with DATABASE_URL=postgresql+asyncpg://...",
-)
 
 
 @pytest.fixture

@@ -1,13 +1,16 @@
-"""``make run``'s runner: executes notebooks, writes the executed copies, reports failures."""
+"""The runner behind `make run`, and how `make run` and `make test` meet a bad database."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
+from snippets.config import PROJECT_ROOT
 from tools.run_notebooks import main
 
 
@@ -45,3 +48,45 @@ def test_all_passing_exits_zero(tmp_path: Path, capsys: pytest.CaptureFixture[st
     good = write_notebook(tmp_path / "01_good.ipynb", "1 + 1")
     assert main([str(good), "--out", str(tmp_path / "out")]) == 0
     assert "1 passed, 0 failed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgres://app:s3cr3t@db/shop", "Use 'postgresql+asyncpg://app:***@db/shop' instead"),
+        ("postgresql+asyncpg://app:s3cr3t@127.0.0.1:9/shop", "Could not connect"),
+    ],
+)
+def test_bad_database_is_one_message_before_any_notebook(
+    url: str, expected: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    notebook = write_notebook(tmp_path / "01_never.ipynb", "raise SystemExit('must not run')")
+    monkeypatch.setenv("DATABASE_URL", url)
+    finished = subprocess.run(
+        [sys.executable, "tools/run_notebooks.py", str(notebook), "--out", str(tmp_path)],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert finished.returncode == 2
+    assert finished.stdout == ""
+    assert finished.stderr.startswith("error: ")
+    assert expected in finished.stderr
+    assert len(finished.stderr.strip().splitlines()) == 1
+    assert "s3cr3t" not in finished.stderr
+
+
+def test_pytest_stops_with_one_message_on_a_bad_database(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "sqlite:///app.db")
+    finished = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "tests/test_config.py"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    output = finished.stdout + finished.stderr
+    assert finished.returncode == pytest.ExitCode.USAGE_ERROR
+    assert "ERROR: DATABASE_URL='sqlite:///app.db' names no driver" in output
+    assert "Traceback" not in output

@@ -2,12 +2,14 @@
 
 ``make run`` calls this. Each ``notebooks/NN_*.ipynb`` runs top to bottom in a fresh kernel, with
 the notebook's folder as working directory (as in JupyterLab); the executed copy, outputs and
-errors included, is written to ``build/notebooks/``. The exit status is 1 when any notebook fails.
+errors included, is written to ``build/notebooks/``. The exit status is 1 when any notebook fails,
+2 when the database URL is unusable or the database does not answer (checked once, first).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import re
 import sys
 import time
@@ -18,7 +20,8 @@ import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-from snippets.config import PROJECT_ROOT, database_url
+from snippets import DatabaseConfigError, DatabaseUnreachableError, check_database
+from snippets.config import PROJECT_ROOT
 
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 FAILING_LINE = re.compile(r"^\s*-+>\s*\d+ ")
@@ -70,8 +73,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     paths = args.notebooks or sorted((PROJECT_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    try:  # one clear message now, rather than the same failure in every notebook
+        url = asyncio.run(check_database())
+    except (DatabaseConfigError, DatabaseUnreachableError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     args.out.mkdir(parents=True, exist_ok=True)
-    shown = database_url().render_as_string(hide_password=True)
+    shown = url.render_as_string(hide_password=True)
     print(f"Executing {len(paths)} notebooks on {shown}; executed copies go to {args.out}")
 
     rows = []
