@@ -126,7 +126,7 @@ async def open_engine(
         _delete_sqlite_files(Path(engine.url.database or ""))
     try:
         await asyncio.wait_for(_ping(engine), timeout=connect_timeout)
-    except (OSError, asyncio.TimeoutError, SQLAlchemyError) as exc:
+    except (TimeoutError, OSError, SQLAlchemyError) as exc:
         await engine.dispose()
         shown = engine.url.render_as_string(hide_password=True)
         raise DatabaseUnreachableError(
@@ -169,7 +169,7 @@ def _delete_sqlite_files(path: Path) -> None:
 
 
 def _reason(exc: BaseException) -> str:
-    if isinstance(exc, asyncio.TimeoutError):
+    if isinstance(exc, TimeoutError):
         return "no answer in time"
     original = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
     first_line = (str(original).strip().splitlines() or [""])[0]

@@ -1,23 +1,78 @@
 """The models the notebooks share, split the way SQLModel's docs recommend.
 
 ``HeroBase`` holds the fields every variant shares; ``Hero`` is the table; ``HeroCreate``,
-``HeroPublic`` and ``HeroUpdate`` are what an API accepts, returns and patches with. Only
-``Hero`` has ``table=True``: the others are plain Pydantic models with no database behind them.
+``HeroPublic`` and ``HeroUpdate`` are what an API accepts, returns and patches with. Only the
+``table=True`` classes have a database table behind them; the others are plain Pydantic models.
+
+Relationships (notebook 05): a team has many heroes (``Team.heroes`` / ``Hero.team``), and heroes
+and powers are many-to-many through the link table ``HeroPowerLink``. The table classes mix in
+SQLAlchemy's ``AsyncAttrs``, which adds ``await obj.awaitable_attrs.<relationship>``.
+
+This module does not use ``from __future__ import annotations``: SQLModel reads relationship
+annotations when the class is created, and string annotations of the whole module break that.
 """
 
-from __future__ import annotations
+from sqlalchemy.ext.asyncio import AsyncAttrs
+from sqlmodel import Field, Relationship, SQLModel
 
-from sqlmodel import Field, SQLModel
+
+class TeamBase(SQLModel):
+    name: str = Field(max_length=100, unique=True, index=True)
+    headquarters: str = Field(max_length=100)
+
+
+class Team(AsyncAttrs, TeamBase, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    heroes: list["Hero"] = Relationship(back_populates="team")
+
+
+class TeamCreate(TeamBase):
+    """What a client sends to create a team."""
+
+
+class TeamPublic(TeamBase):
+    """A team as returned to a client, without its heroes."""
+
+    id: int
+
+
+class HeroPowerLink(SQLModel, table=True):
+    """The association table of the many-to-many ``Hero.powers`` / ``Power.heroes``."""
+
+    hero_id: int | None = Field(
+        default=None, foreign_key="hero.id", primary_key=True, ondelete="CASCADE"
+    )
+    power_id: int | None = Field(
+        default=None, foreign_key="power.id", primary_key=True, ondelete="CASCADE"
+    )
+
+
+class PowerBase(SQLModel):
+    name: str = Field(max_length=100, unique=True, index=True)
+
+
+class Power(AsyncAttrs, PowerBase, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    heroes: list["Hero"] = Relationship(back_populates="powers", link_model=HeroPowerLink)
+
+
+class PowerPublic(PowerBase):
+    id: int
 
 
 class HeroBase(SQLModel):
     name: str = Field(max_length=100, unique=True, index=True)
     secret_name: str = Field(max_length=100)
     age: int | None = Field(default=None, index=True, ge=0)
+    team_id: int | None = Field(
+        default=None, foreign_key="team.id", index=True, ondelete="SET NULL"
+    )
 
 
-class Hero(HeroBase, table=True):
+class Hero(AsyncAttrs, HeroBase, table=True):
     id: int | None = Field(default=None, primary_key=True)
+    team: Team | None = Relationship(back_populates="heroes")
+    powers: list[Power] = Relationship(back_populates="heroes", link_model=HeroPowerLink)
 
 
 class HeroCreate(HeroBase):
@@ -36,3 +91,17 @@ class HeroUpdate(SQLModel):
     name: str | None = Field(default=None, max_length=100)
     secret_name: str | None = Field(default=None, max_length=100)
     age: int | None = Field(default=None, ge=0)
+    team_id: int | None = None
+
+
+class HeroPublicWithRelations(HeroPublic):
+    """A hero with its team and powers: ``model_dump()`` of a table model leaves those out."""
+
+    team: TeamPublic | None = None
+    powers: list[PowerPublic] = []
+
+
+class TeamPublicWithHeroes(TeamPublic):
+    """A team with its heroes, for responses that need both."""
+
+    heroes: list[HeroPublic] = []
