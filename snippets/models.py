@@ -23,7 +23,10 @@ class TeamBase(SQLModel):
 
 class Team(AsyncAttrs, TeamBase, table=True):
     id: int | None = Field(default=None, primary_key=True)
-    heroes: list["Hero"] = Relationship(back_populates="team")
+    # A collection's order is otherwise whatever the database returns: make it deterministic.
+    heroes: list["Hero"] = Relationship(
+        back_populates="team", sa_relationship_kwargs={"order_by": "Hero.id"}
+    )
 
 
 class TeamCreate(TeamBase):
