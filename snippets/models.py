@@ -12,6 +12,7 @@ This module does not use ``from __future__ import annotations``: SQLModel reads 
 annotations when the class is created, and string annotations of the whole module break that.
 """
 
+from sqlalchemy import CheckConstraint, Column, Integer
 from sqlalchemy.ext.asyncio import AsyncAttrs
 from sqlmodel import Field, Relationship, SQLModel
 
@@ -108,3 +109,32 @@ class TeamPublicWithHeroes(TeamPublic):
     """A team with its heroes, for responses that need both."""
 
     heroes: list[HeroPublic] = []
+
+
+# Accounts and transfers (notebook 06). The version column is shared by the table and the
+# mapper: SQLAlchemy's optimistic concurrency (``version_id_col``) needs the Column object itself.
+account_version = Column("version", Integer, nullable=False)
+
+
+class Account(SQLModel, table=True):
+    """A balance in cents. The database refuses a negative balance (a CHECK constraint), and
+    every ORM update checks and bumps ``version``: a concurrent change raises ``StaleDataError``.
+    """
+
+    __table_args__ = (CheckConstraint("balance >= 0", name="balance_not_negative"),)
+    __mapper_args__ = {"version_id_col": account_version}
+
+    id: int | None = Field(default=None, primary_key=True)
+    owner: str = Field(max_length=100, unique=True)
+    balance: int = Field(ge=0)
+    version: int | None = Field(default=None, sa_column=account_version)
+
+
+class Transfer(SQLModel, table=True):
+    """One applied transfer. ``reference`` is unique, so the same transfer cannot land twice."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    reference: str = Field(max_length=64, unique=True)
+    from_account_id: int = Field(foreign_key="account.id", index=True)
+    to_account_id: int = Field(foreign_key="account.id", index=True)
+    amount: int = Field(gt=0)
