@@ -1,8 +1,9 @@
 """Create async engines for SQLite (aiosqlite) and PostgreSQL (asyncpg) from one URL.
 
 ``make_engine`` is the factory: it validates the URL (see ``snippets.config``), bounds how long a
-connection attempt may take, and switches SQLite's foreign-key enforcement on. Like
-``create_async_engine`` it connects lazily.
+connection attempt may take, and on SQLite switches foreign-key enforcement on and lets
+SQLAlchemy, not the driver, begin transactions (so that SAVEPOINTs and reads are transactional;
+``AUTOCOMMIT`` still works). Like ``create_async_engine`` it connects lazily.
 
 ``open_engine`` is what notebooks and tests call: it also connects once, so that a wrong host or
 a stopped server is reported within seconds as one clear ``DatabaseUnreachableError``, and it
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, text
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, Connection
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -45,6 +46,24 @@ def enable_sqlite_foreign_keys(dbapi_connection: Any, connection_record: Any) ->
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def begin_sqlite_transaction(conn: Connection) -> None:
+    """``begin`` event handler: SQLAlchemy, not the ``sqlite3`` module, begins transactions.
+
+    Python's ``sqlite3`` module (under aiosqlite too) runs in "legacy transaction control": it
+    sends ``BEGIN`` only before INSERT/UPDATE/DELETE, never before a SELECT or a ``SAVEPOINT``.
+    A ``SAVEPOINT`` sent first then opens a transaction of its own, and releasing it commits for
+    real; reads run outside any transaction. This is SQLAlchemy's documented recipe for SQLite:
+    the driver's handling off (``isolation_level = None``), and ``BEGIN`` sent whenever SQLAlchemy
+    begins a transaction. Done here rather than once per connection, because setting any
+    isolation level turns the driver's handling back on, and that setting outlives the checkout.
+    A connection in ``AUTOCOMMIT`` gets no ``BEGIN``: each statement commits on its own.
+    """
+    if conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+        return
+    conn.connection.dbapi_connection.isolation_level = None  # type: ignore[union-attr]
+    conn.exec_driver_sql("BEGIN")
 
 
 def namespaced_url(url: URL, namespace: str | None) -> URL:
@@ -95,8 +114,10 @@ def make_engine(
 
     engine = create_async_engine(resolved, connect_args=connect_args, **engine_kwargs)
     if resolved.get_backend_name() == "sqlite":
-        # Pool events fire on the sync engine that the AsyncEngine wraps.
+        # Events of an AsyncEngine are registered on the sync engine it wraps. The PRAGMA must
+        # run outside a transaction: inside one SQLite ignores it.
         event.listen(engine.sync_engine, "connect", enable_sqlite_foreign_keys)
+        event.listen(engine.sync_engine, "begin", begin_sqlite_transaction)
     return engine
 
 

@@ -143,3 +143,41 @@ async def test_fresh_empties_the_namespace(namespace: str) -> None:
     emptied = await open_engine(namespace=namespace, fresh=True)
     assert await table_names(emptied) == []
     await emptied.dispose()
+
+
+async def _count(engine: AsyncEngine, table: str) -> int:
+    async with engine.connect() as conn:
+        return int((await conn.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one())
+
+
+@pytest.mark.parametrize("isolation_level", [None, "SERIALIZABLE"])
+async def test_savepoint_first_is_rolled_back_with_its_transaction(
+    engine: AsyncEngine, isolation_level: str | None
+) -> None:
+    # sqlite3's own transaction handling would let the RELEASE of a SAVEPOINT sent first commit;
+    # make_engine's begin handler must hold after an isolation level was set, too.
+    async with engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE kept (x INTEGER)"))
+    chosen = engine
+    if isolation_level is not None:
+        chosen = engine.execution_options(isolation_level=isolation_level)
+    for _ in range(2):  # the second round reuses the pooled connection, after its reset
+        async with chosen.connect() as conn:
+            outer = await conn.begin()
+            async with conn.begin_nested():
+                await conn.execute(text("INSERT INTO kept VALUES (1)"))
+            await outer.rollback()
+        assert await _count(engine, "kept") == 0
+
+
+async def test_autocommit_commits_each_statement(engine: AsyncEngine, namespace: str) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE log (x INTEGER)"))
+    observer = await open_engine(namespace=namespace)
+    try:
+        async with engine.execution_options(isolation_level="AUTOCOMMIT").connect() as conn:
+            await conn.execute(text("INSERT INTO log VALUES (1)"))
+            assert await _count(observer, "log") == 1  # visible at once, from another connection
+        assert await _count(observer, "log") == 1  # and still there after the connection closed
+    finally:
+        await observer.dispose()

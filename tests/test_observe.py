@@ -38,3 +38,15 @@ async def test_recorders_nest(engine: AsyncEngine, session: AsyncSession) -> Non
         with recorded_statements(engine) as inner:
             await session.exec(select(Hero))
     assert (len(outer), len(inner)) == (2, 1)
+
+
+async def test_transaction_control_is_left_out_but_savepoints_are_kept(
+    engine: AsyncEngine, session: AsyncSession
+) -> None:
+    with recorded_statements(engine) as statements:
+        await session.exec(select(Hero))  # autobegin: SQLite engines send BEGIN first
+        async with session.begin_nested():
+            await session.exec(select(Hero))
+        await session.commit()
+    assert statements[0].startswith("SELECT hero.")
+    assert [s.split()[0] for s in statements] == ["SELECT", "SAVEPOINT", "SELECT", "RELEASE"]

@@ -182,6 +182,10 @@ async def test_optimistic_conflict_raises_stale_data_then_retry_applies_both(
         mine, theirs = await first.get(Account, 1), await second.get(Account, 1)
         assert mine is not None
         assert theirs is not None
+        # Each reading transaction ends, as a web request would (on SQLite an open reader would
+        # otherwise hold its shared lock and block the other's commit). The objects stay usable.
+        await first.commit()
+        await second.commit()
         mine.balance += 10
         await first.commit()
         theirs.balance += 20  # based on the stale balance of 100
