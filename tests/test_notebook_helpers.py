@@ -1,0 +1,34 @@
+"""The notebooks' source display shows the real, current source."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+from snippets.notebook import definitions, show_definitions, show_source
+from snippets.session import make_sessionmaker
+
+
+def test_show_source_is_the_current_source() -> None:
+    shown = show_source(make_sessionmaker).data
+    assert shown.startswith("`snippets.session.make_sessionmaker`\n```python\n")
+    assert inspect.getsource(make_sessionmaker).rstrip() in shown
+
+
+def test_definitions_include_decorators_and_stop_at_the_end() -> None:
+    found = definitions("tests/conftest.py", "engine", "namespace")
+    assert list(found) == ["engine", "namespace"]
+    assert found["engine"].startswith("@pytest.fixture\nasync def engine(")
+    assert found["engine"].endswith("await engine.dispose()")
+    assert "def session" not in found["engine"]
+
+
+def test_show_definitions_names_the_file() -> None:
+    shown = show_definitions("tests/conftest.py", "namespace").data
+    assert shown.startswith("`tests/conftest.py` · `namespace`\n```python\n@pytest.fixture")
+
+
+def test_unknown_name_is_a_clear_error() -> None:
+    with pytest.raises(LookupError, match="defines no top-level nowhere"):
+        definitions("tests/conftest.py", "nowhere")
