@@ -27,6 +27,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from snippets.config import DEFAULT_SQLITE_DIR, database_url, is_sqlite_file
+from snippets.pool import PoolSettings
 
 CONNECT_TIMEOUT = 5.0
 """Seconds a connection attempt may take before it is reported as unreachable."""
@@ -95,13 +96,19 @@ def make_engine(
             digits and ``_``, starting with a letter. ``open_engine`` creates a PostgreSQL schema;
             with ``make_engine`` alone it must already exist.
         connect_timeout: seconds a new connection may take (asyncpg's ``timeout``).
-        engine_kwargs: passed to ``create_async_engine`` (``echo``, ``pool_size``, ...).
+        engine_kwargs: passed to ``create_async_engine`` (``echo``, ``pool_size``, ...). Pool
+            options not given here come from ``DB_POOL_SIZE`` and the other variables of
+            ``snippets.pool.PoolSettings``, where set.
 
     Raises:
         DatabaseConfigError: the URL is not usable; the message says which one to write.
+        PoolConfigError: a ``DB_POOL_*`` variable is not valid; the message names it.
         ValueError: the namespace is not a valid name.
     """
     resolved = namespaced_url(database_url(url), _checked(namespace))
+    pooled = resolved.get_backend_name() == "postgresql" or is_sqlite_file(resolved)
+    if pooled and "poolclass" not in engine_kwargs:  # a queue pool: the settings apply to it
+        engine_kwargs = {**PoolSettings.from_env().engine_kwargs(only_set=True), **engine_kwargs}
     connect_args: dict[str, Any] = dict(engine_kwargs.pop("connect_args", {}))
     if resolved.get_backend_name() == "postgresql":
         connect_args.setdefault("timeout", connect_timeout)

@@ -1,0 +1,241 @@
+"""Connection pool settings from the environment, a pool observer, and a load runner (notebook 07).
+
+* ``PoolSettings`` reads ``DB_POOL_SIZE``, ``DB_MAX_OVERFLOW``, ``DB_POOL_TIMEOUT``,
+  ``DB_POOL_RECYCLE``, ``DB_POOL_PRE_PING`` and ``DB_POOL_USE_LIFO`` and validates them.
+  ``snippets.engine.make_engine`` applies the ones that are set (arguments given in code win).
+  A bad value is one ``PoolConfigError`` that names the variable.
+* ``observe_pool`` counts what the pool does (connections opened, checkouts, checkins,
+  invalidations) and the peak number checked out at once, through pool events.
+* ``run_load`` sends a bounded number of requests at a given concurrency and reports
+  throughput and latency percentiles: the measurement behind a pool size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from snippets.config import DatabaseConfigError
+
+ENVIRONMENT_PREFIX = "DB_"
+
+
+class PoolConfigError(DatabaseConfigError):
+    """A pool setting from the environment is not valid; the message names the variable."""
+
+
+class PoolSettings(BaseModel):
+    """The pool options of an async engine, with SQLAlchemy's defaults.
+
+    Field names are the ``create_async_engine`` keywords; each is read from the environment
+    variable ``DB_`` + its upper-case name (``pool_size`` from ``DB_POOL_SIZE``, and so on).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    pool_size: int = Field(5, ge=1, description="connections kept open in the pool")
+    max_overflow: int = Field(10, ge=0, description="extra connections allowed under load")
+    pool_timeout: float = Field(30.0, gt=0, description="seconds to wait for a free connection")
+    pool_recycle: int = Field(-1, ge=-1, description="replace connections older than this (s)")
+    pool_pre_ping: bool = Field(False, description="test each connection at checkout")
+    pool_use_lifo: bool = Field(False, description="reuse the most recently returned first")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> PoolSettings:
+        """Read the settings that are set in ``environ`` (default: ``os.environ``).
+
+        Raises:
+            PoolConfigError: a variable holds a value of the wrong type or out of range.
+        """
+        environ = os.environ if environ is None else environ
+        given = {
+            name: environ[variable_name(name)]
+            for name in cls.model_fields
+            if environ.get(variable_name(name), "").strip()
+        }
+        try:
+            return cls.model_validate(given)
+        except ValidationError as error:
+            problem = error.errors()[0]
+            name = str(problem["loc"][0])
+            raise PoolConfigError(
+                f"{variable_name(name)}={given.get(name)!r} is not valid: {problem['msg']}"
+                f" ({cls.model_fields[name].description}; default {cls.model_fields[name].default})"
+            ) from None
+
+    def engine_kwargs(self, *, only_set: bool = False) -> dict[str, Any]:
+        """The keyword arguments for ``create_async_engine``; ``only_set``: those given."""
+        return self.model_dump(exclude_unset=only_set)
+
+
+def variable_name(field_name: str) -> str:
+    """The environment variable of a ``PoolSettings`` field: ``pool_size`` -> ``DB_POOL_SIZE``."""
+    return ENVIRONMENT_PREFIX + field_name.upper()
+
+
+@dataclass
+class PoolCounts:
+    """What a pool did while observed."""
+
+    connects: int = 0
+    """New DBAPI connections opened."""
+    checkouts: int = 0
+    checkins: int = 0
+    invalidations: int = 0
+    """Connections thrown away: a disconnect detected, a failed pre-ping, an invalidate()."""
+    checked_out: int = 0
+    """Connections checked out right now (checkouts minus checkins while observed)."""
+    peak_checked_out: int = 0
+    events: list[str] = field(default_factory=list, repr=False)
+
+
+@contextmanager
+def observe_pool(engine: AsyncEngine) -> Iterator[PoolCounts]:
+    """Count the pool events of ``engine`` inside the ``with`` block.
+
+    The listeners are pool events on ``engine.sync_engine`` (an ``AsyncEngine`` delegates events
+    to the synchronous engine it wraps), removed when the block ends::
+
+        with observe_pool(engine) as counts:
+            ...
+        print(counts.checkouts, counts.peak_checked_out)
+    """
+    counts = PoolCounts()
+    target = engine.sync_engine
+
+    def on_connect(*_: Any) -> None:
+        counts.connects += 1
+        counts.events.append("connect")
+
+    def on_checkout(*_: Any) -> None:
+        counts.checkouts += 1
+        counts.checked_out += 1
+        counts.peak_checked_out = max(counts.peak_checked_out, counts.checked_out)
+        counts.events.append("checkout")
+
+    def on_checkin(dbapi_connection: Any, *_: Any) -> None:
+        if dbapi_connection is None:  # an invalidated connection comes back as None
+            counts.events.append("checkin (invalidated)")
+        else:
+            counts.events.append("checkin")
+        counts.checkins += 1
+        counts.checked_out -= 1
+
+    def on_invalidate(*_: Any) -> None:
+        counts.invalidations += 1
+        counts.events.append("invalidate")
+
+    listeners: list[tuple[str, Callable[..., None]]] = [
+        ("connect", on_connect),
+        ("checkout", on_checkout),
+        ("checkin", on_checkin),
+        ("invalidate", on_invalidate),
+    ]
+    for name, listener in listeners:
+        event.listen(target, name, listener)
+    try:
+        yield counts
+    finally:
+        for name, listener in listeners:
+            event.remove(target, name, listener)
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """The outcome of ``run_load``: latencies of the successful requests, and the failures."""
+
+    concurrency: int
+    requests: int
+    seconds: float
+    latencies: list[float]
+    errors: list[BaseException]
+
+    @property
+    def throughput(self) -> float:
+        """Successful requests per second."""
+        return len(self.latencies) / self.seconds if self.seconds else 0.0
+
+    def percentile(self, percent: int) -> float:
+        """Latency in seconds below which ``percent`` % of the successful requests finished."""
+        if not self.latencies:
+            return float("nan")
+        if len(self.latencies) == 1:
+            return self.latencies[0]
+        return statistics.quantiles(self.latencies, n=100, method="inclusive")[percent - 1]
+
+
+async def run_load(
+    engine: AsyncEngine,
+    work: Callable[[AsyncConnection], Awaitable[object]],
+    *,
+    concurrency: int,
+    requests: int,
+) -> LoadResult:
+    """Run ``work`` ``requests`` times, ``concurrency`` at a time, each with its own connection.
+
+    A request's latency counts from the moment it starts waiting for a connection, as a web
+    request's would, so time spent queueing for the pool is included. Failures (for example
+    the pool's ``TimeoutError``) are collected, not raised.
+    """
+    if concurrency < 1 or requests < 1:
+        raise ValueError("concurrency and requests must be at least 1")
+    latencies: list[float] = []
+    errors: list[BaseException] = []
+    remaining = iter(range(requests))
+
+    async def worker() -> None:
+        for _ in remaining:  # shared iterator: the workers take requests until none are left
+            started = time.perf_counter()
+            try:
+                async with engine.connect() as conn:
+                    await work(conn)
+            except Exception as error:
+                errors.append(error)
+            else:
+                latencies.append(time.perf_counter() - started)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return LoadResult(concurrency, requests, time.perf_counter() - started, latencies, errors)
+
+
+async def fill_pool(engine: AsyncEngine, connections: int) -> list[int]:
+    """Open ``connections`` connections at once and return them to the pool; PostgreSQL only.
+
+    Returns the server process ids of the connections (``pg_backend_pid()``), which is what
+    ``terminate_backends`` needs to simulate a server restart or a proxy dropping them.
+    """
+    ready = asyncio.Barrier(connections)  # hold every connection until all are open
+
+    async def open_one() -> int:
+        async with engine.connect() as conn:
+            pid = (await conn.exec_driver_sql("SELECT pg_backend_pid()")).scalar_one()
+            await ready.wait()
+            return int(pid)
+
+    return list(await asyncio.gather(*(open_one() for _ in range(connections))))
+
+
+async def terminate_backends(admin: AsyncEngine, pids: list[int]) -> int:
+    """Kill these server processes from another engine (``pg_terminate_backend``); PostgreSQL.
+
+    Returns how many were terminated. The pool that holds them does not notice until it uses
+    them: that is the fault ``pool_pre_ping`` exists for.
+    """
+    async with admin.connect() as conn:
+        result = await conn.exec_driver_sql(
+            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))"
+            " FROM unnest($1::int[]) AS pid",
+            (pids,),
+        )
+        return int(result.scalar_one())
