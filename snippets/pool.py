@@ -7,7 +7,10 @@
 * ``observe_pool`` counts what the pool does (connections opened, checkouts, checkins,
   invalidations) and the peak number checked out at once, through pool events.
 * ``run_load`` sends a bounded number of requests at a given concurrency and reports
-  throughput and latency percentiles: the measurement behind a pool size.
+  throughput and latency percentiles; ``sweep`` runs it over pool sizes and concurrencies:
+  the measurement behind a pool size.
+* ``fill_pool`` and ``terminate_backends`` (PostgreSQL) simulate a server or a proxy dropping
+  the pool's connections, the fault that ``pool_pre_ping`` handles.
 """
 
 from __future__ import annotations
@@ -239,3 +242,60 @@ async def terminate_backends(admin: AsyncEngine, pids: list[int]) -> int:
             (pids,),
         )
         return int(result.scalar_one())
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One measurement of a sweep: a pool size under a concurrency."""
+
+    workload: str
+    pool_size: int
+    concurrency: int
+    requests: int
+    throughput: float
+    """Successful requests per second."""
+    p50_ms: float
+    p95_ms: float
+    errors: int
+
+
+async def sweep(
+    workload: str,
+    open_engine_for: Callable[[int], Awaitable[AsyncEngine]],
+    work: Callable[[AsyncConnection], Awaitable[object]],
+    *,
+    pool_sizes: list[int],
+    concurrencies: list[int],
+    requests: int,
+    progress: Callable[[SweepPoint], None] | None = None,
+) -> list[SweepPoint]:
+    """Measure ``work`` for every pool size and concurrency; bounded by ``requests`` per point.
+
+    ``open_engine_for(size)`` opens an engine whose pool holds ``size`` connections (with
+    ``max_overflow=0``, so the size is the limit). Its connections are opened before measuring,
+    so that connecting is not counted; it is disposed afterwards. ``progress`` is called with
+    each point as it is measured.
+    """
+    points: list[SweepPoint] = []
+    for size in pool_sizes:
+        engine = await open_engine_for(size)
+        try:
+            await run_load(engine, work, concurrency=size, requests=size)  # open the connections
+            for concurrency in concurrencies:
+                result = await run_load(engine, work, concurrency=concurrency, requests=requests)
+                point = SweepPoint(
+                    workload=workload,
+                    pool_size=size,
+                    concurrency=concurrency,
+                    requests=requests,
+                    throughput=result.throughput,
+                    p50_ms=result.percentile(50) * 1000,
+                    p95_ms=result.percentile(95) * 1000,
+                    errors=len(result.errors),
+                )
+                points.append(point)
+                if progress is not None:
+                    progress(point)
+        finally:
+            await engine.dispose()
+    return points

@@ -15,9 +15,11 @@ from snippets import DatabaseConfigError, database_url, make_engine, open_engine
 from snippets.pool import (
     PoolConfigError,
     PoolSettings,
+    SweepPoint,
     fill_pool,
     observe_pool,
     run_load,
+    sweep,
     terminate_backends,
     variable_name,
 )
@@ -230,3 +232,35 @@ async def test_pre_ping_replaces_dead_connections_before_use(namespace: str) -> 
     failures, invalidations = await failures_after_server_restart(namespace, pre_ping=True)
     assert failures == 0
     assert invalidations >= 1
+
+
+async def test_sweep_measures_every_point_within_the_pool_size(namespace: str) -> None:
+    size_under_test = 0
+    inside_work = 0
+    peak_inside_work: dict[int, int] = {}
+
+    async def work(conn: AsyncConnection) -> None:
+        nonlocal inside_work
+        inside_work += 1
+        peak = max(peak_inside_work.get(size_under_test, 0), inside_work)
+        peak_inside_work[size_under_test] = peak
+        await conn.execute(text("SELECT 1"))
+        await asyncio.sleep(0.01)
+        inside_work -= 1
+
+    async def open_sized(size: int) -> AsyncEngine:
+        nonlocal size_under_test
+        size_under_test = size
+        return await open_engine(namespace=namespace, pool_size=size, max_overflow=0)
+
+    seen: list[SweepPoint] = []
+    points = await sweep(
+        "probe", open_sized, work, pool_sizes=[1, 3], concurrencies=[2, 6], requests=12,
+        progress=seen.append,
+    )  # fmt: skip
+    assert [(p.pool_size, p.concurrency) for p in points] == [(1, 2), (1, 6), (3, 2), (3, 6)]
+    assert seen == points
+    assert all(p.errors == 0 and p.requests == 12 and p.throughput > 0 for p in points)
+    assert all(0 < p.p50_ms <= p.p95_ms for p in points)
+    # The pool is the limit: never more requests inside work than connections.
+    assert peak_inside_work == {1: 1, 3: 3}
