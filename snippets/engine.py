@@ -3,7 +3,8 @@
 ``make_engine`` is the factory: it validates the URL (see ``snippets.config``), bounds how long a
 connection attempt may take, and on SQLite switches foreign-key enforcement on and lets
 SQLAlchemy, not the driver, begin transactions (so that SAVEPOINTs and reads are transactional;
-``AUTOCOMMIT`` still works). Like ``create_async_engine`` it connects lazily.
+SQLite transactions take the write lock when they begin; ``AUTOCOMMIT`` still works). Like
+``create_async_engine`` it connects lazily.
 
 ``open_engine`` is what notebooks and tests call: it also connects once, so that a wrong host or
 a stopped server is reported within seconds as one clear ``DatabaseUnreachableError``, and it
@@ -49,22 +50,33 @@ def enable_sqlite_foreign_keys(dbapi_connection: Any, connection_record: Any) ->
     cursor.close()
 
 
+SQLITE_BEGIN = "BEGIN IMMEDIATE"
+"""How ``make_engine`` begins SQLite transactions: taking the write lock at once (see below)."""
+
+
 def begin_sqlite_transaction(conn: Connection) -> None:
     """``begin`` event handler: SQLAlchemy, not the ``sqlite3`` module, begins transactions.
 
     Python's ``sqlite3`` module (under aiosqlite too) runs in "legacy transaction control": it
     sends ``BEGIN`` only before INSERT/UPDATE/DELETE, never before a SELECT or a ``SAVEPOINT``.
     A ``SAVEPOINT`` sent first then opens a transaction of its own, and releasing it commits for
-    real; reads run outside any transaction. This is SQLAlchemy's documented recipe for SQLite:
-    the driver's handling off (``isolation_level = None``), and ``BEGIN`` sent whenever SQLAlchemy
-    begins a transaction. Done here rather than once per connection, because setting any
-    isolation level turns the driver's handling back on, and that setting outlives the checkout.
-    A connection in ``AUTOCOMMIT`` gets no ``BEGIN``: each statement commits on its own.
+    real; reads run outside any transaction, so a read-modify-write loses concurrent updates.
+    SQLAlchemy's documented recipe: the driver's handling off (``isolation_level = None``), and
+    the transaction begun whenever SQLAlchemy begins one.
+
+    ``BEGIN IMMEDIATE`` rather than a plain (deferred) ``BEGIN``: a deferred transaction that
+    has read and then writes, while another writer is active, fails at once with "database is
+    locked" (waiting could deadlock, so SQLite does not wait). An immediate one takes the write
+    lock at its start: transactions run one after another, each waiting up to the busy timeout.
+
+    Done at every begin rather than once per connection, because setting any isolation level
+    turns the driver's handling back on, and that setting outlives the checkout. A connection in
+    ``AUTOCOMMIT`` gets no ``BEGIN``: each statement commits on its own.
     """
     if conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
         return
     conn.connection.dbapi_connection.isolation_level = None  # type: ignore[union-attr]
-    conn.exec_driver_sql("BEGIN")
+    conn.exec_driver_sql(SQLITE_BEGIN)
 
 
 def namespaced_url(url: URL, namespace: str | None) -> URL:
@@ -169,6 +181,9 @@ async def open_engine(
 
 async def _ping(engine: AsyncEngine) -> None:
     async with engine.connect() as conn:
+        # No transaction: on SQLite one would wait for another writer's lock (BEGIN IMMEDIATE)
+        # and a busy database would look unreachable.
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
         await conn.execute(text("SELECT 1"))
 
 

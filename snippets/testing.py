@@ -3,7 +3,9 @@
 * ``rollback_session``: a session inside one outer transaction that is always rolled back. The
   code under test may ``commit()`` and ``rollback()`` as it likes: with
   ``join_transaction_mode="create_savepoint"`` those act on savepoints, and the test leaves the
-  database as it found it.
+  database as it found it. On SQLite the outer transaction holds the database's write lock, so
+  everything the test does must go through this session: a second connection (an app's
+  lifespan creating tables, say: use ``create_app(engine, create=False)``) waits for the lock.
 * ``api_client``: an ``httpx.AsyncClient`` that calls the app in-process (``ASGITransport``),
   with its lifespan run (``asgi-lifespan``), optionally with ``get_session`` overridden so that
   every request uses the test's session.

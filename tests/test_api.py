@@ -24,7 +24,9 @@ async def session(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
 
 @pytest.fixture
 async def client(engine: AsyncEngine, session: AsyncSession) -> AsyncIterator[httpx.AsyncClient]:
-    async with api_client(create_app(engine), session) as client:
+    # The engine fixture created the tables. With create=True the lifespan would open a second
+    # connection, which on SQLite waits for the write lock this test's transaction holds.
+    async with api_client(create_app(engine, create=False), session) as client:
         yield client
 
 
@@ -152,7 +154,7 @@ async def test_unknown_team_is_422(client: httpx.AsyncClient) -> None:
 
 async def test_each_test_leaves_the_database_empty(engine: AsyncEngine) -> None:
     async with rollback_session(engine) as session:
-        async with api_client(create_app(engine), session) as client:
+        async with api_client(create_app(engine, create=False), session) as client:
             assert (await post_hero(client, name="Temporary")).status_code == 201
         assert (await session.exec(select(func.count()).select_from(Hero))).one() == 1
     async with AsyncSession(engine) as fresh:
@@ -168,7 +170,7 @@ async def test_app_without_override_commits_for_real(engine: AsyncEngine) -> Non
 
 
 async def test_air_page_lists_and_creates(engine: AsyncEngine, session: AsyncSession) -> None:
-    async with api_client(create_air_app(engine), session) as client:
+    async with api_client(create_air_app(engine, create=False), session) as client:
         empty = await client.get("/")
         assert empty.status_code == 200
         assert empty.headers["content-type"].startswith("text/html")

@@ -179,13 +179,14 @@ async def test_optimistic_conflict_raises_stale_data_then_retry_applies_both(
 ) -> None:
     sessions = await open_accounts(engine, 100)
     async with sessions() as first, sessions() as second:
-        mine, theirs = await first.get(Account, 1), await second.get(Account, 1)
+        # Each reads in a transaction of its own that ends, as a web request would (on SQLite an
+        # open transaction holds the write lock). With expire_on_commit=False the objects stay.
+        mine = await first.get(Account, 1)
+        await first.commit()
+        theirs = await second.get(Account, 1)
+        await second.commit()
         assert mine is not None
         assert theirs is not None
-        # Each reading transaction ends, as a web request would (on SQLite an open reader would
-        # otherwise hold its shared lock and block the other's commit). The objects stay usable.
-        await first.commit()
-        await second.commit()
         mine.balance += 10
         await first.commit()
         theirs.balance += 20  # based on the stale balance of 100
