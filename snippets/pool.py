@@ -21,7 +21,7 @@ import statistics
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -99,7 +99,6 @@ class PoolCounts:
     checked_out: int = 0
     """Connections checked out right now (checkouts minus checkins while observed)."""
     peak_checked_out: int = 0
-    events: list[str] = field(default_factory=list, repr=False)
 
 
 @contextmanager
@@ -118,25 +117,18 @@ def observe_pool(engine: AsyncEngine) -> Iterator[PoolCounts]:
 
     def on_connect(*_: Any) -> None:
         counts.connects += 1
-        counts.events.append("connect")
 
     def on_checkout(*_: Any) -> None:
         counts.checkouts += 1
         counts.checked_out += 1
         counts.peak_checked_out = max(counts.peak_checked_out, counts.checked_out)
-        counts.events.append("checkout")
 
-    def on_checkin(dbapi_connection: Any, *_: Any) -> None:
-        if dbapi_connection is None:  # an invalidated connection comes back as None
-            counts.events.append("checkin (invalidated)")
-        else:
-            counts.events.append("checkin")
+    def on_checkin(*_: Any) -> None:
         counts.checkins += 1
         counts.checked_out -= 1
 
     def on_invalidate(*_: Any) -> None:
         counts.invalidations += 1
-        counts.events.append("invalidate")
 
     listeners: list[tuple[str, Callable[..., None]]] = [
         ("connect", on_connect),
