@@ -5,14 +5,17 @@ Each module is one idea, taught by a notebook:
 * ``snippets.config`` and ``snippets.engine``: the URL and the engine (notebook 01);
 * ``snippets.session``: the session factory (notebook 02);
 * ``snippets.tables``: creating and inspecting tables (notebook 03);
-* ``snippets.models`` and ``snippets.crud``: the shared models and CRUD helpers (notebook 04);
+* ``snippets.models``: the demo models, on a registry of their own (``snippets.models.metadata``),
+  so that importing any module here adds nothing to an application's ``SQLModel.metadata``;
+* ``snippets.crud``: CRUD helpers for the demo ``Hero`` (notebook 04);
 * ``snippets.observe``: the statements an engine sends (notebook 04);
 * ``snippets.loading``: relationship loading and N+1 measured (notebook 05);
 * ``snippets.transactions``: an atomic transfer and a retry helper (notebook 06);
 * ``snippets.pool``: pool settings, observation and sizing (notebook 07);
-* ``snippets.api``: the FastAPI app and the Air page (notebook 08);
+* ``snippets.api``: FastAPI plumbing for any models: lifespan, ``SessionDep``, 409 (notebook 08);
+* ``snippets.heroes_api`` and ``snippets.heroes_page``: the demo JSON API and Air page;
 * ``snippets.testing``: rollback-per-test sessions and an in-process API client (notebook 09);
-* ``snippets.notebook``: showing real source in the notebooks.
+* ``snippets.notebook``: showing real source, and demonstrating errors, in the notebooks.
 """
 
 from snippets.config import ENV_VAR, DatabaseConfigError, database_url

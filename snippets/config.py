@@ -18,9 +18,11 @@ from sqlalchemy.exc import ArgumentError
 ENV_VAR = "DATABASE_URL"
 """The environment variable every notebook, test and snippet reads."""
 
+SQLITE_DIR_VAR = "GUIDE_SQLITE_DIR"
+"""The environment variable that chooses the folder of the default SQLite files."""
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_SQLITE_DIR = PROJECT_ROOT / "build" / "db"
-"""Where the default SQLite files live: ``build/db/`` in the checkout, ignored by git."""
+"""The guide's checkout, when ``snippets`` is imported from one (notebooks, tests, tools)."""
 
 # The async driver this guide uses for each backend, and the module that provides it.
 ASYNC_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "asyncpg"}
@@ -48,9 +50,30 @@ def redact(raw: str) -> str:
     return head[:start] + user + (":***" if colon else "") + at + host
 
 
+def default_sqlite_dir() -> Path:
+    """The folder of the default SQLite files, chosen in this order:
+
+    1. ``GUIDE_SQLITE_DIR``, when set;
+    2. ``build/db/`` of the guide's checkout, when ``snippets`` is imported from one;
+    3. ``build/db/`` under the current working directory (an installed package: never inside
+       ``site-packages``).
+    """
+    configured = os.environ.get(SQLITE_DIR_VAR, "").strip()
+    if configured:
+        return Path(configured).expanduser().resolve()
+    if (PROJECT_ROOT / "pyproject.toml").is_file():
+        return PROJECT_ROOT / "build" / "db"
+    return Path.cwd() / "build" / "db"
+
+
 def default_url() -> URL:
-    """The URL used when ``DATABASE_URL`` is unset: a SQLite file under ``build/db/``."""
-    return URL.create("sqlite+aiosqlite", database=str(DEFAULT_SQLITE_DIR / "guide.sqlite3"))
+    """The URL used when ``DATABASE_URL`` is unset: ``guide.sqlite3`` in ``default_sqlite_dir()``.
+
+    The folder is created here: the default has to work on a fresh clone, whoever connects.
+    """
+    folder = default_sqlite_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    return URL.create("sqlite+aiosqlite", database=str(folder / "guide.sqlite3"))
 
 
 def database_url(raw: str | URL | None = None) -> URL:
@@ -58,10 +81,13 @@ def database_url(raw: str | URL | None = None) -> URL:
 
     Raises:
         DatabaseConfigError: the URL is malformed, names a synchronous or missing driver, or a
-            backend this guide does not run on. The message names the URL to use instead.
+            backend this guide does not run on. The message names the URL to use instead, and
+            where the URL came from (the argument, or ``DATABASE_URL``).
     """
+    origin = "the URL"
     if raw is None:
         raw = os.environ.get(ENV_VAR) or None
+        origin = ENV_VAR
     if raw is None:
         return default_url()
     if isinstance(raw, URL):
@@ -69,18 +95,23 @@ def database_url(raw: str | URL | None = None) -> URL:
     else:
         try:
             url = make_url(raw.strip())
-        except ArgumentError:
+        except (ArgumentError, ValueError) as error:  # a bad port or IPv6 host is a ValueError
+            detail = "" if isinstance(error, ArgumentError) else f" ({error})"
             raise DatabaseConfigError(
-                f"{ENV_VAR}={redact(raw)!r} is not a database URL. "
+                f"{_label(origin, redact(raw))} is not a valid database URL{detail}. "
                 f"Use {_SQLITE_EXAMPLE} or {_POSTGRES_EXAMPLE}."
             ) from None
-    _check_driver(url)
+    _check_driver(url, origin)
     return url
 
 
-def _check_driver(url: URL) -> None:
+def _label(origin: str, shown: str) -> str:
+    return f"{ENV_VAR}={shown!r}" if origin == ENV_VAR else f"{origin} {shown!r}"
+
+
+def _check_driver(url: URL, origin: str = "the URL") -> None:
     scheme, _, driver = url.drivername.partition("+")
-    shown = url.render_as_string(hide_password=True)
+    shown = _label(origin, url.render_as_string(hide_password=True))
     if scheme in ("postgres", "postgresql"):
         backend = "postgresql"
         fix = url.set(drivername="postgresql+asyncpg").render_as_string(hide_password=True)
@@ -89,7 +120,7 @@ def _check_driver(url: URL) -> None:
         fix = url.set(drivername="sqlite+aiosqlite").render_as_string(hide_password=True)
     else:
         raise DatabaseConfigError(
-            f"{ENV_VAR}={shown!r}: this guide runs on SQLite and PostgreSQL only. "
+            f"{shown}: this guide runs on SQLite and PostgreSQL only. "
             f"Use {_SQLITE_EXAMPLE} or {_POSTGRES_EXAMPLE}."
         )
     expected = ASYNC_DRIVERS[backend]
@@ -103,16 +134,16 @@ def _check_driver(url: URL) -> None:
     else:
         why = ""
     if why:
-        raise DatabaseConfigError(f"{ENV_VAR}={shown!r} {why}. Use {fix!r} instead.")
+        raise DatabaseConfigError(f"{shown} {why}. Use {fix!r} instead.")
     try:
         importlib.import_module(expected)
     except ImportError:
         raise DatabaseConfigError(
-            f"{ENV_VAR}={shown!r} needs the {expected!r} package, which is not installed. "
+            f"{shown} needs the {expected!r} package, which is not installed. "
             f"Install it with: pip install {expected}"
         ) from None
     if backend == "sqlite":
-        _check_sqlite_path(url)
+        _check_sqlite_path(url, shown)
 
 
 def is_sqlite_file(url: URL) -> bool:
@@ -121,13 +152,13 @@ def is_sqlite_file(url: URL) -> bool:
     return database not in ("", ":memory:") and not database.startswith("file:")
 
 
-def _check_sqlite_path(url: URL) -> None:
+def _check_sqlite_path(url: URL, shown: str) -> None:
     if not is_sqlite_file(url):
         return
     parent = Path(url.database or "").expanduser().parent
-    if parent != DEFAULT_SQLITE_DIR and not parent.is_dir():
+    if not parent.is_dir():
         raise DatabaseConfigError(
-            f"{ENV_VAR}={url.render_as_string(hide_password=True)!r}: the folder {str(parent)!r} "
+            f"{shown}: the folder {str(parent)!r} "
             "does not exist, so SQLite cannot create the database file there. Create the folder "
             "or point the URL at an existing one."
         )

@@ -11,7 +11,7 @@ a stopped server is reported within seconds as one clear ``DatabaseUnreachableEr
 can give its caller a *namespace* of its own, so that many notebooks and test workers share one
 database without seeing each other's tables:
 
-* on SQLite a namespace is a database file of its own (``build/db/<namespace>.sqlite3``);
+* on SQLite a namespace is a database file of its own (``build/db/guide.<namespace>.sqlite3``);
 * on PostgreSQL it is a schema of its own, put first on the connection's ``search_path``.
 """
 
@@ -24,10 +24,11 @@ from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL, Connection
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, MissingGreenlet, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.util.concurrency import in_greenlet
 
-from snippets.config import DEFAULT_SQLITE_DIR, database_url, is_sqlite_file
+from snippets.config import database_url, is_sqlite_file
 from snippets.pool import PoolSettings
 
 CONNECT_TIMEOUT = 5.0
@@ -71,16 +72,37 @@ def begin_sqlite_transaction(conn: Connection) -> None:
 
     Done at every begin rather than once per connection, because setting any isolation level
     turns the driver's handling back on, and that setting outlives the checkout. A connection in
-    ``AUTOCOMMIT`` gets no ``BEGIN``: each statement commits on its own.
+    ``AUTOCOMMIT`` gets no ``BEGIN``: each statement commits on its own. Outside SQLAlchemy's
+    async bridge (a lazy load in async code) it does nothing: no I/O can run there, and a failed
+    begin would leave the pool to roll back a connection it cannot reach, logging a traceback;
+    ``refuse_io_outside_greenlet`` raises the error instead, before the first statement.
     """
-    if conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+    if not in_greenlet() or conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
         return
     conn.connection.dbapi_connection.isolation_level = None  # type: ignore[union-attr]
     conn.exec_driver_sql(SQLITE_BEGIN)
 
 
+def refuse_io_outside_greenlet(conn: Connection, *args: Any) -> None:
+    """``before_execute`` guard: no statement is sent outside SQLAlchemy's async bridge.
+
+    A lazy load or an expired attribute read in async code tries to run a statement from a
+    plain attribute access, where nothing can be awaited. SQLAlchemy then raises
+    ``MissingGreenlet`` when the driver is called; on aiosqlite that happens only after the
+    driver's cursor coroutine was created, and Python later warns on stderr that it "was never
+    awaited". Raising the same error here, before any driver call, leaves nothing behind.
+    """
+    if not in_greenlet():
+        raise MissingGreenlet(
+            "greenlet_spawn has not been called; can't call await_() here. Was IO attempted in "
+            "an unexpected place? (a lazy load or an expired attribute read in async code: "
+            "load it up front, or await it)"
+        )
+
+
 def namespaced_url(url: URL, namespace: str | None) -> URL:
-    """The SQLite URL for ``namespace``: its own file beside the configured one.
+    """The SQLite URL for ``namespace``: its own file beside the configured one
+    (``guide.sqlite3`` -> ``guide.<namespace>.sqlite3``).
 
     PostgreSQL URLs are returned unchanged (a PostgreSQL namespace is a schema, not a URL), and
     so are in-memory SQLite URLs, whose database already belongs to one engine alone.
@@ -88,8 +110,6 @@ def namespaced_url(url: URL, namespace: str | None) -> URL:
     if namespace is None or url.get_backend_name() != "sqlite" or not is_sqlite_file(url):
         return url
     path = Path(url.database or "")
-    if path.parent == DEFAULT_SQLITE_DIR:
-        return url.set(database=str(DEFAULT_SQLITE_DIR / f"{namespace}.sqlite3"))
     return url.set(database=str(path.with_name(f"{path.stem}.{namespace}{path.suffix}")))
 
 
@@ -128,8 +148,6 @@ def make_engine(
             settings = dict(connect_args.get("server_settings", {}))
             settings["search_path"] = namespace
             connect_args["server_settings"] = settings
-    elif resolved.database and Path(resolved.database).parent == DEFAULT_SQLITE_DIR:
-        DEFAULT_SQLITE_DIR.mkdir(parents=True, exist_ok=True)
 
     engine = create_async_engine(resolved, connect_args=connect_args, **engine_kwargs)
     if resolved.get_backend_name() == "sqlite":
@@ -137,6 +155,7 @@ def make_engine(
         # run outside a transaction: inside one SQLite ignores it.
         event.listen(engine.sync_engine, "connect", enable_sqlite_foreign_keys)
         event.listen(engine.sync_engine, "begin", begin_sqlite_transaction)
+        event.listen(engine.sync_engine, "before_execute", refuse_io_outside_greenlet)
     return engine
 
 

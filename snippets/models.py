@@ -1,4 +1,10 @@
-"""The models the notebooks share, split the way SQLModel's docs recommend.
+"""The guide's demo models, split the way SQLModel's docs recommend, on a registry of their own.
+
+Every table here derives from ``GuideModel``, whose SQLAlchemy registry (and so ``MetaData``) is
+its own: ``snippets.models.metadata``, not the global ``SQLModel.metadata``. An application that
+imports ``snippets`` keeps its ``SQLModel.metadata`` to itself, with its own ``hero`` table if
+it has one, and ``create_tables(engine, SQLModel.metadata)`` never creates the guide's tables.
+The notebooks create these with ``create_tables(engine, metadata)``.
 
 ``HeroBase`` holds the fields every variant shares; ``Hero`` is the table; ``HeroCreate``,
 ``HeroPublic`` and ``HeroUpdate`` are what an API accepts, returns and patches with. Only the
@@ -14,7 +20,16 @@ annotations when the class is created, and string annotations of the whole modul
 
 from sqlalchemy import CheckConstraint, Column, Integer
 from sqlalchemy.ext.asyncio import AsyncAttrs
+from sqlalchemy.orm import registry
 from sqlmodel import Field, Relationship, SQLModel
+
+
+class GuideModel(SQLModel, registry=registry()):
+    """The base of the demo tables: a registry and a ``MetaData`` of their own."""
+
+
+metadata = GuideModel.metadata
+"""The demo tables' ``MetaData``: what the notebooks create and drop."""
 
 
 class TeamBase(SQLModel):
@@ -22,7 +37,7 @@ class TeamBase(SQLModel):
     headquarters: str = Field(max_length=100)
 
 
-class Team(AsyncAttrs, TeamBase, table=True):
+class Team(AsyncAttrs, GuideModel, TeamBase, table=True):
     id: int | None = Field(default=None, primary_key=True)
     # A collection's order is otherwise whatever the database returns: make it deterministic.
     heroes: list["Hero"] = Relationship(
@@ -40,7 +55,7 @@ class TeamPublic(TeamBase):
     id: int
 
 
-class HeroPowerLink(SQLModel, table=True):
+class HeroPowerLink(GuideModel, table=True):
     """The association table of the many-to-many ``Hero.powers`` / ``Power.heroes``."""
 
     hero_id: int | None = Field(
@@ -55,7 +70,7 @@ class PowerBase(SQLModel):
     name: str = Field(max_length=100, unique=True, index=True)
 
 
-class Power(AsyncAttrs, PowerBase, table=True):
+class Power(AsyncAttrs, GuideModel, PowerBase, table=True):
     id: int | None = Field(default=None, primary_key=True)
     heroes: list["Hero"] = Relationship(back_populates="powers", link_model=HeroPowerLink)
 
@@ -73,7 +88,7 @@ class HeroBase(SQLModel):
     )
 
 
-class Hero(AsyncAttrs, HeroBase, table=True):
+class Hero(AsyncAttrs, GuideModel, HeroBase, table=True):
     id: int | None = Field(default=None, primary_key=True)
     team: Team | None = Relationship(back_populates="heroes")
     powers: list[Power] = Relationship(back_populates="heroes", link_model=HeroPowerLink)
@@ -116,7 +131,7 @@ class TeamPublicWithHeroes(TeamPublic):
 account_version = Column("version", Integer, nullable=False)
 
 
-class Account(SQLModel, table=True):
+class Account(GuideModel, table=True):
     """A balance in cents. The database refuses a negative balance (a CHECK constraint), and
     every ORM update checks and bumps ``version``: a concurrent change raises ``StaleDataError``.
     """
@@ -130,7 +145,7 @@ class Account(SQLModel, table=True):
     version: int | None = Field(default=None, sa_column=account_version)
 
 
-class Transfer(SQLModel, table=True):
+class Transfer(GuideModel, table=True):
     """One applied transfer. ``reference`` is unique, so the same transfer cannot land twice."""
 
     id: int | None = Field(default=None, primary_key=True)

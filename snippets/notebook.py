@@ -1,19 +1,79 @@
 """Helpers for the notebooks themselves (they need IPython, from the `notebooks` extra).
 
-Both display *real* source, read at the moment the cell runs, so that a notebook never shows a
-copy of code that could drift from what runs.
+``show_source`` and ``show_definitions`` display *real* source, read at the moment the cell
+runs, so that a notebook never shows a copy of code that could drift from what runs.
+
+``raises`` is how a notebook demonstrates an error: the cell fails loudly if nothing (or
+something else) is raised, instead of leaving a stale error from an earlier run in a variable.
 """
 
 from __future__ import annotations
 
 import ast
 import inspect
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from IPython.display import Markdown
 
 from snippets.config import PROJECT_ROOT
+
+E = TypeVar("E", bound=BaseException)
+
+
+class Raised(Generic[E]):
+    """The exception a ``raises`` block caught; ``value`` is set when the block ends."""
+
+    def __init__(self) -> None:
+        self._value: E | None = None
+
+    @property
+    def value(self) -> E:
+        if self._value is None:
+            raise AssertionError("read .value after the `with raises(...)` block")
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"{type(self.value).__name__}: {self.value}"
+
+
+@contextmanager
+def raises(
+    expected: type[E] | tuple[type[E], ...], *, match: str | None = None, show: bool = True
+) -> Iterator[Raised[E]]:
+    """Expect the block to raise ``expected``; record it and, with ``show``, print it.
+
+    ::
+
+        with raises(IntegrityError, match="UNIQUE|unique") as duplicate:
+            await session.commit()
+        duplicate.value.orig  # the driver's exception
+
+    Raises:
+        AssertionError: nothing was raised, or the message does not match ``match`` (a regular
+            expression searched in ``str(error)``). Any other exception propagates as it is.
+    """
+    caught: Raised[E] = Raised()
+    try:
+        yield caught
+    except expected as error:
+        if match is not None and not re.search(match, str(error)):
+            raise AssertionError(
+                f"{type(error).__name__} raised, but {match!r} not in: {error}"
+            ) from error
+        caught._value = error
+        if show:
+            print(f"{type(error).__name__}: {error}")
+        return
+    names = (
+        expected.__name__
+        if isinstance(expected, type)
+        else " or ".join(t.__name__ for t in expected)
+    )
+    raise AssertionError(f"expected {names} to be raised, and nothing was")
 
 
 def show_source(*objects: Any) -> Markdown:

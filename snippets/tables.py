@@ -2,6 +2,9 @@
 
 ``MetaData.create_all`` is synchronous code; ``AsyncConnection.run_sync`` runs it on the async
 connection (in a greenlet), so no second, synchronous engine or driver is needed.
+
+The metadata is always the caller's: ``SQLModel.metadata`` for an application's own models,
+``snippets.models.metadata`` for the guide's demo models. Nothing here assumes either.
 """
 
 from __future__ import annotations
@@ -9,17 +12,35 @@ from __future__ import annotations
 from sqlalchemy import MetaData, inspect
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlmodel import SQLModel
 
 
-async def create_tables(engine: AsyncEngine, metadata: MetaData = SQLModel.metadata) -> None:
-    """Create every table of ``metadata`` that does not exist yet (existing ones are kept)."""
+def _require_async_engine(engine: object, function: str) -> None:
+    if not isinstance(engine, AsyncEngine):
+        raise TypeError(
+            f"{function}() needs an AsyncEngine (from create_async_engine or "
+            f"snippets.make_engine), got {type(engine).__name__}. With a synchronous Engine, "
+            "call metadata.create_all(engine) / drop_all(engine) directly."
+        )
+
+
+async def create_tables(engine: AsyncEngine, metadata: MetaData) -> None:
+    """Create every table of ``metadata`` that does not exist yet (existing ones are kept).
+
+    Raises:
+        TypeError: ``engine`` is not an ``AsyncEngine``.
+    """
+    _require_async_engine(engine, "create_tables")
     async with engine.begin() as conn:
         await conn.run_sync(metadata.create_all)
 
 
-async def drop_tables(engine: AsyncEngine, metadata: MetaData = SQLModel.metadata) -> None:
-    """Drop every table of ``metadata`` that exists, dependents first."""
+async def drop_tables(engine: AsyncEngine, metadata: MetaData) -> None:
+    """Drop every table of ``metadata`` that exists, dependents first; other tables are kept.
+
+    Raises:
+        TypeError: ``engine`` is not an ``AsyncEngine``.
+    """
+    _require_async_engine(engine, "drop_tables")
     async with engine.begin() as conn:
         await conn.run_sync(metadata.drop_all)
 
@@ -30,5 +51,6 @@ def _table_names(conn: Connection) -> list[str]:
 
 async def table_names(engine: AsyncEngine) -> list[str]:
     """The tables in the engine's database (its current schema on PostgreSQL), sorted."""
+    _require_async_engine(engine, "table_names")
     async with engine.connect() as conn:
         return await conn.run_sync(_table_names)

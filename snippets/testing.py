@@ -5,16 +5,19 @@
   ``join_transaction_mode="create_savepoint"`` those act on savepoints, and the test leaves the
   database as it found it. On SQLite the outer transaction holds the database's write lock, so
   everything the test does must go through this session: a second connection (an app's
-  lifespan creating tables, say: use ``create_app(engine, create=False)``) waits for the lock.
-* ``api_client``: an ``httpx.AsyncClient`` that calls the app in-process (``ASGITransport``),
-  with its lifespan run (``asgi-lifespan``), optionally with ``get_session`` overridden so that
-  every request uses the test's session.
+  lifespan creating tables, say: create them before, not in the lifespan) waits for the lock.
+* ``api_client``: an ``httpx.AsyncClient`` that calls any FastAPI app in-process
+  (``ASGITransport``), with its lifespan run (``asgi-lifespan``), optionally with the app's
+  session dependency (``snippets.api.get_session`` unless told otherwise) overridden so that
+  every request uses the test's session. It runs the app on the test's own event loop; for
+  Starlette's ``TestClient``, which runs it on a loop of its own, see notebook 09.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 from asgi_lifespan import LifespanManager
@@ -42,15 +45,24 @@ async def rollback_session(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
 
 @asynccontextmanager
 async def api_client(
-    app: FastAPI, session: AsyncSession | None = None
+    app: FastAPI,
+    session: AsyncSession | None = None,
+    *,
+    dependency: Callable[..., Any] = get_session,
 ) -> AsyncIterator[httpx.AsyncClient]:
-    """Call ``app`` in-process, lifespan included; with ``session``, every request uses it."""
+    """Call ``app`` in-process, lifespan included.
+
+    Args:
+        session: when given, every request gets it instead of what ``dependency`` gives.
+        dependency: the app's session dependency to override (the function its routes name in
+            ``Depends``); ``snippets.api.get_session`` by default.
+    """
     if session is not None:
 
         async def override() -> AsyncIterator[AsyncSession]:
             yield session
 
-        app.dependency_overrides[get_session] = override
+        app.dependency_overrides[dependency] = override
     try:
         async with (
             LifespanManager(app) as manager,
@@ -60,4 +72,4 @@ async def api_client(
         ):
             yield client
     finally:
-        app.dependency_overrides.pop(get_session, None)
+        app.dependency_overrides.pop(dependency, None)

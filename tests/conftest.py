@@ -24,6 +24,7 @@ from snippets import (
     make_sessionmaker,
     open_engine,
 )
+from snippets.models import metadata
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -50,7 +51,7 @@ def namespace(worker_id: str) -> str:
 @pytest.fixture
 async def engine(namespace: str) -> AsyncIterator[AsyncEngine]:
     engine = await open_engine(namespace=namespace, fresh=True)
-    await create_tables(engine)
+    await create_tables(engine, metadata)
     yield engine
     await engine.dispose()
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import make_url
 
-from snippets import ENV_VAR, DatabaseConfigError, database_url, make_engine
-from snippets.config import DEFAULT_SQLITE_DIR, redact
+from snippets import ENV_VAR, DatabaseConfigError, config, database_url, make_engine
+from snippets.config import SQLITE_DIR_VAR, redact
 
 SECRET = "s3cr3t-pw"
 
@@ -55,10 +55,19 @@ def test_unsupported_backend(raw: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "raw", ["not a url", f"user:{SECRET}@localhost/db", "://", f"postgresql+asyncpg//u:{SECRET}@h"]
+    "raw",
+    [
+        "not a url",
+        f"user:{SECRET}@localhost/db",
+        "://",
+        f"postgresql+asyncpg//u:{SECRET}@h",
+        # SQLAlchemy raises a plain ValueError for these two: a bad IPv6 host, a bad port.
+        f"postgresql+asyncpg://u:{SECRET}@[::1:5432/db",
+        f"postgresql+asyncpg://u:{SECRET}@db:port/app",
+    ],
 )
 def test_malformed_value(raw: str) -> None:
-    with pytest.raises(DatabaseConfigError, match="is not a database URL") as caught:
+    with pytest.raises(DatabaseConfigError, match="is not a valid database URL") as caught:
         database_url(raw)
     message = str(caught.value)
     assert "postgresql+asyncpg://user:password@host:5432/dbname" in message
@@ -88,7 +97,51 @@ def test_unset_variable_means_embedded_sqlite(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.delenv(ENV_VAR, raising=False)
     url = database_url()
     assert url.drivername == "sqlite+aiosqlite"
-    assert Path(url.database or "").parent == DEFAULT_SQLITE_DIR
+    assert Path(url.database or "").parent == config.default_sqlite_dir()
+
+
+def test_default_folder_is_created_and_follows_the_variable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # A fresh clone has no build/: the default URL must work before anything made the folder.
+    folder = tmp_path / "fresh" / "db"
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    monkeypatch.setenv(SQLITE_DIR_VAR, str(folder))
+    url = database_url()
+    assert Path(url.database or "") == folder / "guide.sqlite3"
+    assert folder.is_dir()
+
+
+def test_installed_package_default_follows_the_working_directory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Installed with `pip install .`, snippets lives in site-packages, with no pyproject.toml
+    # beside it: the default file must not be written there.
+    monkeypatch.delenv(SQLITE_DIR_VAR, raising=False)
+    monkeypatch.setattr(config, "PROJECT_ROOT", tmp_path / "site-packages")
+    monkeypatch.chdir(tmp_path)
+    assert config.default_sqlite_dir() == tmp_path / "build" / "db"
+
+
+def test_checkout_default_is_its_build_folder(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(SQLITE_DIR_VAR, raising=False)
+    assert config.default_sqlite_dir() == config.PROJECT_ROOT / "build" / "db"
+
+
+def test_an_argument_is_named_as_such_not_as_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    with pytest.raises(DatabaseConfigError) as caught:
+        make_engine("sqlite://")
+    assert str(caught.value).startswith("the URL 'sqlite://' names no driver")
+    assert ENV_VAR not in str(caught.value)
+
+
+def test_the_variable_is_named_when_it_is_the_source(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENV_VAR, "sqlite://")
+    with pytest.raises(DatabaseConfigError, match=r"^DATABASE_URL='sqlite://' names no driver"):
+        database_url()
 
 
 def test_empty_variable_means_embedded_sqlite(monkeypatch: pytest.MonkeyPatch) -> None:

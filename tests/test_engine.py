@@ -3,18 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import logging
 import socket
 import time
+import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Column, ForeignKey, Integer, MetaData, Table, insert, text
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import Column, ForeignKey, Integer, MetaData, Table, create_engine, insert, text
+from sqlalchemy.exc import IntegrityError, MissingGreenlet, StatementError
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
-from snippets import DatabaseUnreachableError, make_engine, open_engine, table_names
+from snippets import (
+    DatabaseUnreachableError,
+    create_tables,
+    drop_tables,
+    make_engine,
+    open_engine,
+    table_names,
+)
 from snippets.engine import namespaced_url
+from snippets.models import Hero, Team
 
 SECRET = "s3cr3t-pw"
 
@@ -181,3 +194,37 @@ async def test_autocommit_commits_each_statement(engine: AsyncEngine, namespace:
         assert await _count(observer, "log") == 1  # and still there after the connection closed
     finally:
         await observer.dispose()
+
+
+@pytest.mark.parametrize("trigger", ["lazy relationship", "expired attribute"])
+async def test_lazy_load_is_one_clean_error(
+    engine: AsyncEngine, trigger: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # On SQLite a failed lazy load used to leave a pool traceback ("Exception during reset or
+    # similar") and an un-awaited driver coroutine (a RuntimeWarning at garbage collection).
+    # A notebook shows both on stderr, where a learner cannot tell them from a real failure.
+    session_factory = async_sessionmaker(engine, class_=AsyncSession)  # expire_on_commit=True
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        async with session_factory() as session:
+            hero = Hero(name="Lazy", secret_name="?", team=Team(name="T", headquarters="H"))
+            session.add(hero)
+            await session.commit()
+            if trigger == "lazy relationship":
+                hero = (await session.exec(select(Hero))).one()
+                session.expunge_all()
+                session.add(hero)
+            with pytest.raises((MissingGreenlet, StatementError)) as raised:
+                _ = hero.team if trigger == "lazy relationship" else hero.name
+        del hero, raised
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, RuntimeWarning)], caught
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.records
+
+
+async def test_create_tables_says_an_async_engine_is_needed(tmp_path: Path) -> None:
+    sync_engine = create_engine(f"sqlite:///{tmp_path}/sync.db")
+    for function in (create_tables, drop_tables):
+        with pytest.raises(TypeError, match=r"needs an AsyncEngine .* got Engine"):
+            await function(sync_engine, MetaData())  # type: ignore[arg-type]
+    sync_engine.dispose()

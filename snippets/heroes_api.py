@@ -1,0 +1,143 @@
+"""The guide's demo API: heroes and teams as JSON on SQLModel's async session (notebook 08).
+
+Built on the model-agnostic plumbing of ``snippets.api`` (lifespan, ``SessionDep``, 409 on a
+conflict) with the demo models of ``snippets.models``: 201 on create, 404 when missing, 409 on a
+duplicate name, 422 on invalid input, pagination bounded by ``Query``.
+
+``app`` is created at import, as most applications do; its engine is chosen at start-up
+(``DATABASE_URL``, read then), so importing this module connects to nothing. Serve it with
+``uvicorn snippets.heroes_api:app``; ``create_app(engine)`` builds one on a given engine.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, FastAPI, HTTPException, Query, Response
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.orm import selectinload
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import SelectOfScalar
+
+from snippets import crud
+from snippets.api import SessionDep, commit_or_conflict, database_lifespan
+from snippets.loading import rel
+from snippets.models import (
+    Hero,
+    HeroCreate,
+    HeroPublic,
+    HeroUpdate,
+    Team,
+    TeamCreate,
+    TeamPublic,
+    TeamPublicWithHeroes,
+    metadata,
+)
+
+MAX_PAGE = 100
+"""The largest page a list endpoint returns; a larger ``limit`` is a 422."""
+
+Offset = Annotated[int, Query(ge=0)]
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
+
+router = APIRouter()
+
+
+async def _require_team(session: AsyncSession, team_id: int | None) -> None:
+    # Checked up front for a clear 422; the foreign key still guards against a race.
+    if team_id is not None and await session.get(Team, team_id) is None:
+        raise HTTPException(status_code=422, detail=f"team {team_id} does not exist")
+
+
+async def _hero_or_404(session: AsyncSession, hero_id: int) -> Hero:
+    hero = await session.get(Hero, hero_id)
+    if hero is None:
+        raise HTTPException(status_code=404, detail=f"hero {hero_id} not found")
+    return hero
+
+
+@router.post("/heroes/", response_model=HeroPublic, status_code=201)
+async def create_hero(data: HeroCreate, session: SessionDep) -> Hero:
+    await _require_team(session, data.team_id)
+    hero = Hero.model_validate(data)
+    session.add(hero)
+    await commit_or_conflict(session, f"a hero named {data.name!r} already exists")
+    return hero
+
+
+@router.get("/heroes/", response_model=list[HeroPublic])
+async def list_heroes(
+    session: SessionDep, offset: Offset = 0, limit: Limit = MAX_PAGE
+) -> list[Hero]:
+    return await crud.list_heroes(session, offset=offset, limit=limit)
+
+
+@router.get("/heroes/{hero_id}", response_model=HeroPublic)
+async def read_hero(hero_id: int, session: SessionDep) -> Hero:
+    return await _hero_or_404(session, hero_id)
+
+
+@router.patch("/heroes/{hero_id}", response_model=HeroPublic)
+async def update_hero(hero_id: int, patch: HeroUpdate, session: SessionDep) -> Hero:
+    hero = await _hero_or_404(session, hero_id)
+    changes = patch.model_dump(exclude_unset=True)
+    for required in ("name", "secret_name"):
+        if required in changes and changes[required] is None:
+            raise HTTPException(status_code=422, detail=f"{required} cannot be null")
+    await _require_team(session, changes.get("team_id"))
+    hero.sqlmodel_update(changes)
+    session.add(hero)
+    await commit_or_conflict(session, f"a hero named {changes.get('name')!r} already exists")
+    return hero
+
+
+@router.delete("/heroes/{hero_id}", status_code=204)
+async def delete_hero(hero_id: int, session: SessionDep) -> Response:
+    await session.delete(await _hero_or_404(session, hero_id))
+    await session.commit()
+    return Response(status_code=204)
+
+
+@router.post("/teams/", response_model=TeamPublic, status_code=201)
+async def create_team(data: TeamCreate, session: SessionDep) -> Team:
+    team = Team.model_validate(data)
+    session.add(team)
+    await commit_or_conflict(session, f"a team named {data.name!r} already exists")
+    return team
+
+
+@router.get("/teams/", response_model=list[TeamPublic])
+async def list_teams(
+    session: SessionDep, offset: Offset = 0, limit: Limit = MAX_PAGE
+) -> list[Team]:
+    statement: SelectOfScalar[Team] = select(Team).order_by(col(Team.id))
+    return list((await session.exec(statement.offset(offset).limit(limit))).all())
+
+
+@router.get("/teams/{team_id}", response_model=TeamPublicWithHeroes)
+async def read_team(team_id: int, session: SessionDep) -> Team:
+    # The response model reads team.heroes: load them now, or validation fails (notebook 05).
+    statement: SelectOfScalar[Team] = (
+        select(Team).where(col(Team.id) == team_id).options(selectinload(rel(Team.heroes)))
+    )
+    team = (await session.exec(statement)).one_or_none()
+    if team is None:
+        raise HTTPException(status_code=404, detail=f"team {team_id} not found")
+    return team
+
+
+def create_app(engine: AsyncEngine | None = None, *, create: bool = True) -> FastAPI:
+    """The JSON API on ``engine`` (default: opened from ``DATABASE_URL`` at start-up).
+
+    ``create`` makes the demo tables at start-up; tests that keep all their work in one
+    rolled-back session pass ``False`` (see ``snippets.testing``).
+    """
+    lifespan = database_lifespan(engine, metadata=metadata if create else None)
+    app = FastAPI(title="Heroes", lifespan=lifespan)
+    app.include_router(router)
+    return app
+
+
+app = create_app()
+"""The module-level app: its engine is opened at start-up, not at import."""
