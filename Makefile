@@ -20,9 +20,9 @@ $(INSTALLED): pyproject.toml
 run: install
 	$(BIN)/python tools/run_notebooks.py
 
-## test: lint, type check, unit tests and every notebook under nbmake, in parallel
+## test: lint, type check, unit tests, and every notebook run twice in one kernel, in parallel
 test: lint typecheck
-	$(BIN)/python -m pytest -n auto --nbmake --nbmake-timeout=600
+	$(BIN)/python -m pytest -n auto
 
 lint: install
 	$(BIN)/ruff check $(CODE)

@@ -11,7 +11,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 from snippets.config import PROJECT_ROOT
-from tools.run_notebooks import main
+from tools.run_notebooks import execute, main
 
 
 def write_notebook(path: Path, *sources: str) -> Path:
@@ -42,6 +42,21 @@ def test_reports_each_notebook_and_fails_on_a_failing_one(
     assert executed.cells[1].outputs[0]["data"]["text/plain"] == "42"
     failed = nbformat.read(out / "02_bad.ipynb", as_version=4)  # type: ignore[no-untyped-call]
     assert failed.cells[1].outputs[0]["output_type"] == "error"
+
+
+def test_noise_on_stderr_is_found_in_each_run(tmp_path: Path) -> None:
+    noisy = write_notebook(
+        tmp_path / "01_noisy.ipynb",
+        "import warnings\nwarnings.warn('careful', UserWarning)",
+        "print('fine')",
+    )
+    notebook, outcome = execute(noisy, runs=2, progress=False)
+    assert outcome.status == "ok"
+    assert len(outcome.seconds) == 2
+    assert len(outcome.noise) == 2  # IPython shows a repeated warning again in each run
+    assert outcome.noise[1].startswith("run 2, cell 0:")
+    assert "UserWarning: careful" in outcome.noise[1]
+    assert notebook.cells[1].outputs[0]["text"] == "fine\n"
 
 
 def test_all_passing_exits_zero(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

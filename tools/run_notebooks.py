@@ -4,15 +4,23 @@
 the notebook's folder as working directory (as in JupyterLab); the executed copy, outputs and
 errors included, is written to ``build/notebooks/``. The exit status is 1 when any notebook fails,
 2 when the database URL is unusable or the database does not answer (checked once, first).
+
+``--runs 2`` runs each notebook twice in the same kernel, as a learner who presses Run All
+again does. Anything a notebook writes to stderr that looks like a traceback or a warning is
+reported as *noise*: a learner cannot tell it from a failure (``tests/test_learner_runs.py``
+fails on it).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import sys
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +33,19 @@ from snippets.config import PROJECT_ROOT
 
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 FAILING_LINE = re.compile(r"^\s*-+>\s*\d+ ")
+NOISE = re.compile(r"Traceback|Warning|warn\(|Exception ignored", re.IGNORECASE)
+"""What on stderr a learner would take for a failure."""
+
+
+@dataclass
+class Outcome:
+    """How one notebook went: ``seconds`` has one entry per completed run."""
+
+    status: str = "ok"
+    seconds: list[float] = field(default_factory=list)
+    detail: str = ""
+    noise: list[str] = field(default_factory=list)
+    """stderr outputs that contain a traceback or a warning, prefixed with run and cell."""
 
 
 def describe(error: CellExecutionError) -> str:
@@ -36,12 +57,34 @@ def describe(error: CellExecutionError) -> str:
     return f"{where}{error.ename}: {error.evalue}".rstrip(": ")
 
 
-def execute(path: Path, out_dir: Path, timeout: int) -> tuple[str, float, str]:
-    """Run one notebook; return its status, seconds taken and, on failure, the error's last line."""
+def stderr_noise(notebook: Any, run: int) -> list[str]:
+    """The stderr outputs of ``notebook``'s cells that contain a traceback or a warning."""
+    found = []
+    for index, cell in enumerate(notebook.cells):
+        for output in cell.get("outputs", []):
+            text = output.get("text", "") if output.get("name") == "stderr" else ""
+            if NOISE.search(text):
+                found.append(f"run {run}, cell {index}: {ANSI_ESCAPE.sub('', text).strip()}")
+    return found
+
+
+def execute(
+    path: Path,
+    *,
+    runs: int = 1,
+    timeout: int = 600,
+    env: Mapping[str, str] | None = None,
+    progress: bool = True,
+) -> tuple[Any, Outcome]:
+    """Run every cell of ``path`` ``runs`` times in one kernel; stop at the first error.
+
+    Returns the executed notebook (outputs of the last run) and its ``Outcome``.
+    """
     notebook = nbformat.read(path, as_version=4)  # type: ignore[no-untyped-call]
 
-    def progress(**_: Any) -> None:
-        print(".", end="", flush=True)
+    def dot(**_: Any) -> None:
+        if progress:
+            print(".", end="", flush=True)
 
     client = NotebookClient(
         notebook,
@@ -50,26 +93,30 @@ def execute(path: Path, out_dir: Path, timeout: int) -> tuple[str, float, str]:
         resources={"metadata": {"path": str(path.parent)}},
         # ipykernel warns about unencrypted TCP on every local start; keep its errors only.
         extra_arguments=["--IPKernelApp.log_level=ERROR"],
-        on_cell_executed=progress,
+        on_cell_executed=dot,
     )
-    started = time.perf_counter()
-    status, detail = "ok", ""
+    outcome = Outcome()
     try:
-        client.execute()
+        with client.setup_kernel(env=dict(env if env is not None else os.environ)):
+            for run in range(1, runs + 1):
+                started = time.perf_counter()
+                for index, cell in enumerate(notebook.cells):
+                    client.execute_cell(cell, index)
+                outcome.seconds.append(time.perf_counter() - started)
+                outcome.noise += stderr_noise(notebook, run)
     except CellExecutionError as error:
-        status, detail = "FAILED", describe(error)
+        outcome.status, outcome.detail = "FAILED", describe(error)
     except Exception as error:  # a dead kernel or a timeout: report it, go on with the others
-        status, detail = "FAILED", f"{type(error).__name__}: {error}"
-    seconds = time.perf_counter() - started
-    nbformat.write(notebook, out_dir / path.name)  # type: ignore[no-untyped-call]
-    return status, seconds, detail
+        outcome.status, outcome.detail = "FAILED", f"{type(error).__name__}: {error}"
+    return notebook, outcome
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("notebooks", nargs="*", type=Path, help="default: notebooks/NN_*.ipynb")
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "build" / "notebooks")
     parser.add_argument("--timeout", type=int, default=600, help="seconds per cell")
+    parser.add_argument("--runs", type=int, default=1, help="Run All this many times per kernel")
     args = parser.parse_args(argv)
 
     paths = args.notebooks or sorted((PROJECT_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -85,17 +132,21 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for number, path in enumerate(paths, start=1):
         print(f"[{number}/{len(paths)}] {path.name} ", end="", flush=True)
-        status, seconds, detail = execute(path, args.out, args.timeout)
-        print(f" {status} in {seconds:.1f} s")
-        if detail:
-            print(f"    {detail}")
-        rows.append((path.name, status, seconds))
+        notebook, outcome = execute(path, runs=args.runs, timeout=args.timeout)
+        nbformat.write(notebook, args.out / path.name)  # type: ignore[no-untyped-call]
+        print(f" {outcome.status} in {sum(outcome.seconds):.1f} s")
+        if outcome.detail:
+            print(f"    {outcome.detail}")
+        for noise in outcome.noise:
+            print(f"    stderr, {noise.splitlines()[0]}")
+        rows.append((path.name, outcome))
 
-    width = max((len(name) for name, _, _ in rows), default=8)
-    print(f"\n{'notebook':<{width}}  status  seconds")
-    for name, status, seconds in rows:
-        print(f"{name:<{width}}  {status:<6}  {seconds:7.1f}")
-    failed = sum(status != "ok" for _, status, _ in rows)
+    width = max((len(name) for name, _ in rows), default=8)
+    print(f"\n{'notebook':<{width}}  status  seconds (Run All)  stderr noise")
+    for name, outcome in rows:
+        times = " + ".join(f"{seconds:.1f}" for seconds in outcome.seconds) or "-"
+        print(f"{name:<{width}}  {outcome.status:<6}  {times:<17}  {len(outcome.noise)}")
+    failed = sum(outcome.status != "ok" for _, outcome in rows)
     print(f"{len(rows) - failed} passed, {failed} failed")
     return 1 if failed else 0
 
