@@ -204,21 +204,34 @@ async def run_load(
     return LoadResult(concurrency, requests, time.perf_counter() - started, latencies, errors)
 
 
+async def open_connections(
+    engine: AsyncEngine, connections: int, *, query: str | None = None
+) -> list[Any]:
+    """Check out ``connections`` connections at once, so that the pool opens that many, and
+    return them to it. With ``query``, each runs it first; returns the scalar results.
+
+    Without a query nothing is sent but what opening a connection sends: on SQLite no
+    transaction begins, so no connection waits for another's write lock.
+    """
+    ready = asyncio.Barrier(connections)  # hold every connection until all are open
+
+    async def open_one() -> Any:
+        async with engine.connect() as conn:
+            result = (await conn.exec_driver_sql(query)).scalar_one() if query else None
+            await ready.wait()
+            return result
+
+    return list(await asyncio.gather(*(open_one() for _ in range(connections))))
+
+
 async def fill_pool(engine: AsyncEngine, connections: int) -> list[int]:
     """Open ``connections`` connections at once and return them to the pool; PostgreSQL only.
 
     Returns the server process ids of the connections (``pg_backend_pid()``), which is what
     ``terminate_backends`` needs to simulate a server restart or a proxy dropping them.
     """
-    ready = asyncio.Barrier(connections)  # hold every connection until all are open
-
-    async def open_one() -> int:
-        async with engine.connect() as conn:
-            pid = (await conn.exec_driver_sql("SELECT pg_backend_pid()")).scalar_one()
-            await ready.wait()
-            return int(pid)
-
-    return list(await asyncio.gather(*(open_one() for _ in range(connections))))
+    pids = await open_connections(engine, connections, query="SELECT pg_backend_pid()")
+    return [int(pid) for pid in pids]
 
 
 async def terminate_backends(admin: AsyncEngine, pids: list[int]) -> int:
@@ -272,7 +285,7 @@ async def sweep(
     for size in pool_sizes:
         engine = await open_engine_for(size)
         try:
-            await run_load(engine, work, concurrency=size, requests=size)  # open the connections
+            await open_connections(engine, size)  # connecting is not what is measured
             for concurrency in concurrencies:
                 result = await run_load(engine, work, concurrency=concurrency, requests=requests)
                 point = SweepPoint(
