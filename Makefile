@@ -3,9 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
-CODE := snippets tests tools notebooks
+CODE := snippets tests browser_tests tools notebooks
 
-.PHONY: install run test lint typecheck lab strip clean
+.PHONY: install run test test-lab lint typecheck lab strip clean
 
 ## install: create .venv if missing and install the project with its notebook and test tools
 install: $(INSTALLED)
@@ -24,6 +24,11 @@ run: install
 test: lint typecheck
 	$(BIN)/python -m pytest -n auto
 
+## test-lab: every notebook in JupyterLab, Run All in headless Chromium (Debian's chromium
+## package); screenshots in build/lab/
+test-lab: install
+	$(BIN)/python -m pytest browser_tests -v
+
 lint: install
 	$(BIN)/ruff check $(CODE)
 	$(BIN)/ruff format --check $(CODE)
@@ -33,7 +38,7 @@ typecheck: install
 
 ## lab: open JupyterLab on the notebooks with the project's environment as kernel
 lab: install
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
 ## strip: remove outputs and execution counts from the notebooks before committing
 strip: install

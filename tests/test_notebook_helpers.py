@@ -6,7 +6,7 @@ import inspect
 
 import pytest
 
-from snippets.notebook import definitions, show_definitions, show_source
+from snippets.notebook import definitions, raises, show_definitions, show_source
 from snippets.session import make_sessionmaker
 
 
@@ -32,3 +32,31 @@ def test_show_definitions_names_the_file() -> None:
 def test_unknown_name_is_a_clear_error() -> None:
     with pytest.raises(LookupError, match="defines no top-level nowhere"):
         definitions("tests/conftest.py", "nowhere")
+
+
+def test_raises_records_and_prints_the_expected_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with raises(KeyError, match="missing") as caught:
+        {}["missing"]
+    assert isinstance(caught.value, KeyError)
+    assert capsys.readouterr().out == "KeyError: 'missing'\n"
+
+
+def test_raises_fails_loudly_when_nothing_is_raised() -> None:
+    with pytest.raises(AssertionError, match="expected ValueError or KeyError to be raised"):  # noqa: SIM117
+        with raises((ValueError, KeyError)):
+            pass
+
+
+def test_raises_fails_when_the_message_does_not_match() -> None:
+    with pytest.raises(AssertionError, match="'gone' not in"), raises(ValueError, match="gone"):
+        raise ValueError("still here")
+
+
+def test_raises_lets_other_errors_through() -> None:
+    with pytest.raises(TypeError), raises(ValueError):
+        raise TypeError("not the expected one")
+
+
+def test_raised_value_before_the_block_ends_is_an_error() -> None:
+    with pytest.raises(AssertionError, match="after the"), raises(ValueError) as caught:
+        caught.value  # noqa: B018

@@ -59,6 +59,50 @@ def test_reads_like_a_chapter(path: Path) -> None:
     assert re.search(r"^assert ", last.source, re.MULTILINE)
 
 
+def title(path: Path) -> str:
+    """The chapter's title: its first line without the ``# ``."""
+    return str(load(path).cells[0].source.splitlines()[0]).removeprefix("# ")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[path.stem for path in NOTEBOOKS])
+def test_header_states_the_contract_and_the_time(path: Path) -> None:
+    header = load(path).cells[0].source
+    assert "Restart & Run All" in header
+    assert re.search(r"\*\*Time:\*\* about \d+ minutes to read; Run All takes about \d+ s", header)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[path.stem for path in NOTEBOOKS])
+def test_ends_with_further_reading_and_the_next_chapter_by_its_title(path: Path) -> None:
+    summary = next(c.source for c in load(path).cells if c.source.startswith("## Summary"))
+    reading = summary.split("**Further reading**", 1)[1]
+    assert len(re.findall(r"^- \[[^\]]+\]\(https://[^)]+\)$", reading, re.MULTILINE)) >= 2
+    following = NOTEBOOKS.index(path) + 1
+    last_line = summary.strip().splitlines()[-1]
+    if following < len(NOTEBOOKS):
+        after = NOTEBOOKS[following]
+        assert last_line == f"Next: [{title(after)}]({after.name}).", last_line
+    else:
+        assert last_line.startswith("Next: ")
+        assert "(../README.md#the-notebooks)" in last_line
+
+
+def test_every_link_to_a_chapter_uses_its_exact_title() -> None:
+    titles = {path.name: title(path) for path in NOTEBOOKS}
+    for path in NOTEBOOKS:
+        markdown = "\n".join(c.source for c in load(path).cells if c.cell_type == "markdown")
+        for text, target in re.findall(r"\[(\d\d · [^\]]+)\]\((\d\d_\w+\.ipynb)\)", markdown):
+            assert text == titles[target], f"{path.name} links {target} as {text!r}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[path.stem for path in NOTEBOOKS])
+def test_errors_are_shown_with_raises_not_kept_from_an_except(path: Path) -> None:
+    # `except E as error: shown = error` leaves a NameError, or a stale error from an earlier
+    # run, when the library stops raising; `with raises(E) as shown:` fails the cell instead.
+    source = code(path)
+    kept = re.findall(r"except [^\n]+ as (\w+):\n\s+[\w\[\]\"' ]+ = \1\b", source)
+    assert kept == [], "use snippets.notebook.raises"
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[path.stem for path in NOTEBOOKS])
 def test_uses_top_level_await_not_asyncio_run(path: Path) -> None:
     source = code(path)
