@@ -3,6 +3,7 @@
 Each module is one idea, taught by a notebook:
 
 * ``snippets.config`` and ``snippets.engine``: the URL and the engine (notebook 01);
+* ``snippets.backends``: every difference between SQLite, PostgreSQL and MySQL/MariaDB;
 * ``snippets.session``: the session factory (notebook 02);
 * ``snippets.tables``: creating and inspecting tables (notebook 03);
 * ``snippets.models``: the demo models, on a registry of their own (``snippets.models.metadata``),

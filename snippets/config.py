@@ -1,9 +1,10 @@
 """Read and validate the database URL from the ``DATABASE_URL`` environment variable.
 
-The guide runs on two backends: SQLite through ``aiosqlite`` (the default, no server) and
-PostgreSQL through ``asyncpg``. Anything else, or a URL that names a synchronous driver, is
-rejected here with one message that says which URL to write instead, before SQLAlchemy gets a
-chance to fail deep inside its dialect loading. No message ever contains the password.
+The guide runs on three backends: SQLite through ``aiosqlite`` (the default, no server),
+PostgreSQL through ``asyncpg``, and MySQL/MariaDB through ``aiomysql``. Anything else, or a
+URL that names a synchronous driver, is rejected here with one message that says which URL to
+write instead, before SQLAlchemy gets a chance to fail deep inside its dialect loading. No
+message ever contains the password.
 """
 
 from __future__ import annotations
@@ -25,10 +26,18 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 """The guide's checkout, when ``snippets`` is imported from one (notebooks, tests, tools)."""
 
 # The async driver this guide uses for each backend, and the module that provides it.
-ASYNC_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "asyncpg"}
+ASYNC_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "asyncpg", "mysql": "aiomysql"}
+SYNC_DEFAULTS = {
+    "sqlite": "pysqlite",
+    "postgresql": "psycopg, in SQLAlchemy 2.1",
+    "mysql": "mysqlclient (MySQLdb)",
+}
+"""The synchronous driver SQLAlchemy picks for a URL that names none."""
 
 _POSTGRES_EXAMPLE = "postgresql+asyncpg://user:password@host:5432/dbname"
 _SQLITE_EXAMPLE = "sqlite+aiosqlite:///path/to/file.db"
+_MYSQL_EXAMPLE = "mysql+aiomysql://user:password@host:3306/dbname"
+_EXAMPLES = f"{_SQLITE_EXAMPLE}, {_POSTGRES_EXAMPLE} or {_MYSQL_EXAMPLE}"
 
 
 class DatabaseConfigError(ValueError):
@@ -99,7 +108,7 @@ def database_url(raw: str | URL | None = None) -> URL:
             detail = "" if isinstance(error, ArgumentError) else f" ({error})"
             raise DatabaseConfigError(
                 f"{_label(origin, redact(raw))} is not a valid database URL{detail}. "
-                f"Use {_SQLITE_EXAMPLE} or {_POSTGRES_EXAMPLE}."
+                f"Use {_EXAMPLES}."
             ) from None
     _check_driver(url, origin)
     return url
@@ -113,21 +122,22 @@ def _check_driver(url: URL, origin: str = "the URL") -> None:
     scheme, _, driver = url.drivername.partition("+")
     shown = _label(origin, url.render_as_string(hide_password=True))
     if scheme in ("postgres", "postgresql"):
-        backend = "postgresql"
-        fix = url.set(drivername="postgresql+asyncpg").render_as_string(hide_password=True)
+        backend, fixed_scheme = "postgresql", "postgresql"
     elif scheme == "sqlite":
-        backend = "sqlite"
-        fix = url.set(drivername="sqlite+aiosqlite").render_as_string(hide_password=True)
+        backend, fixed_scheme = "sqlite", "sqlite"
+    elif scheme in ("mysql", "mariadb"):  # the same driver; mariadb:// refuses a MySQL server
+        backend, fixed_scheme = "mysql", scheme
     else:
         raise DatabaseConfigError(
-            f"{shown}: this guide runs on SQLite and PostgreSQL only. "
-            f"Use {_SQLITE_EXAMPLE} or {_POSTGRES_EXAMPLE}."
+            f"{shown}: this guide runs on SQLite, PostgreSQL and MySQL/MariaDB only. "
+            f"Use {_EXAMPLES}."
         )
     expected = ASYNC_DRIVERS[backend]
+    fix = url.set(drivername=f"{fixed_scheme}+{expected}").render_as_string(hide_password=True)
     if scheme == "postgres":
         why = "uses the scheme 'postgres', which SQLAlchemy does not know (it is 'postgresql')"
     elif not driver:
-        default = "pysqlite" if backend == "sqlite" else "psycopg, in SQLAlchemy 2.1"
+        default = SYNC_DEFAULTS[backend]
         why = f"names no driver, so SQLAlchemy would pick its synchronous default ({default})"
     elif driver != expected:
         why = f"names the driver {driver!r}; this guide uses {expected!r} with asyncio"

@@ -11,11 +11,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import delete, func, insert
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
+from snippets.backends import upsert
 from snippets.models import Hero, HeroCreate, HeroUpdate
 
 
@@ -100,22 +100,15 @@ async def insert_heroes(session: AsyncSession, rows: Sequence[Mapping[str, Any]]
 async def upsert_heroes(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> int:
     """Insert heroes, or update ``secret_name`` and ``age`` of those whose ``name`` exists.
 
-    Uses ``INSERT ... ON CONFLICT (name) DO UPDATE``, which SQLite and PostgreSQL both speak
-    (each through its own dialect's ``insert``). Returns the number of rows inserted or updated.
+    ``INSERT ... ON CONFLICT (name) DO UPDATE`` on SQLite and PostgreSQL, ``INSERT ... ON
+    DUPLICATE KEY UPDATE`` on MySQL/MariaDB (``snippets.backends.upsert``). Returns the
+    database's affected-row count, whose meaning differs: SQLite and PostgreSQL count each row
+    once; MySQL/MariaDB count an updated row twice (``BackendFacts.upsert_update_rows``).
     """
     if not rows:
         return 0
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        statement: Any = postgresql.insert(Hero).values(list(rows))
-    elif dialect == "sqlite":
-        statement = sqlite.insert(Hero).values(list(rows))
-    else:
-        raise NotImplementedError(f"upsert_heroes supports SQLite and PostgreSQL, not {dialect}")
-    statement = statement.on_conflict_do_update(
-        index_elements=["name"],
-        set_={"secret_name": statement.excluded.secret_name, "age": statement.excluded.age},
-    )
+    table = Hero.__table__  # type: ignore[attr-defined]
+    statement = upsert(session.get_bind(), table, rows, key=["name"], update=["secret_name", "age"])
     result = await session.exec(statement)
     count: int = result.rowcount
     return count

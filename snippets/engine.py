@@ -12,7 +12,8 @@ can give its caller a *namespace* of its own, so that many notebooks and test wo
 database without seeing each other's tables:
 
 * on SQLite a namespace is a database file of its own (``build/db/guide.<namespace>.sqlite3``);
-* on PostgreSQL it is a schema of its own, put first on the connection's ``search_path``.
+* on PostgreSQL it is a schema of its own, put first on the connection's ``search_path``;
+* on MySQL/MariaDB it is a database of its own, ``<database>_<namespace>``.
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.exc import DBAPIError, MissingGreenlet, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 from sqlalchemy.util.concurrency import in_greenlet
 
+from snippets.backends import backend_of
 from snippets.config import database_url, is_sqlite_file
 from snippets.pool import PoolSettings
 
@@ -88,9 +91,11 @@ def refuse_io_outside_greenlet(conn: Connection, *args: Any) -> None:
 
     A lazy load or an expired attribute read in async code tries to run a statement from a
     plain attribute access, where nothing can be awaited. SQLAlchemy then raises
-    ``MissingGreenlet`` when the driver is called; on aiosqlite that happens only after the
-    driver's cursor coroutine was created, and Python later warns on stderr that it "was never
-    awaited". Raising the same error here, before any driver call, leaves nothing behind.
+    ``MissingGreenlet`` when the driver is called: as it is on asyncpg, wrapped in a
+    ``StatementError`` on aiosqlite and aiomysql, and on aiosqlite only after the driver's
+    cursor coroutine was created, so that Python later warns on stderr that it "was never
+    awaited". Raising the same error here, before any driver call, leaves nothing behind and is
+    the same on every backend.
     """
     if not in_greenlet():
         raise MissingGreenlet(
@@ -101,13 +106,18 @@ def refuse_io_outside_greenlet(conn: Connection, *args: Any) -> None:
 
 
 def namespaced_url(url: URL, namespace: str | None) -> URL:
-    """The SQLite URL for ``namespace``: its own file beside the configured one
-    (``guide.sqlite3`` -> ``guide.<namespace>.sqlite3``).
+    """The URL of ``namespace``: on SQLite its own file beside the configured one
+    (``guide.sqlite3`` -> ``guide.<namespace>.sqlite3``), on MySQL/MariaDB its own database
+    (``test`` -> ``test_<namespace>``).
 
     PostgreSQL URLs are returned unchanged (a PostgreSQL namespace is a schema, not a URL), and
     so are in-memory SQLite URLs, whose database already belongs to one engine alone.
     """
-    if namespace is None or url.get_backend_name() != "sqlite" or not is_sqlite_file(url):
+    if namespace is None:
+        return url
+    if backend_of(url) == "mysql":
+        return url.set(database=f"{url.database or 'guide'}_{namespace}")
+    if url.get_backend_name() != "sqlite" or not is_sqlite_file(url):
         return url
     path = Path(url.database or "")
     return url.set(database=str(path.with_name(f"{path.stem}.{namespace}{path.suffix}")))
@@ -125,9 +135,10 @@ def make_engine(
     Args:
         url: an async URL; ``None`` reads ``DATABASE_URL``.
         namespace: isolate this engine's tables (see the module docstring). Lower-case letters,
-            digits and ``_``, starting with a letter. ``open_engine`` creates a PostgreSQL schema;
-            with ``make_engine`` alone it must already exist.
-        connect_timeout: seconds a new connection may take (asyncpg's ``timeout``).
+            digits and ``_``, starting with a letter. ``open_engine`` creates a PostgreSQL schema
+            or a MySQL/MariaDB database; with ``make_engine`` alone it must already exist.
+        connect_timeout: seconds a new connection may take (asyncpg's ``timeout``, aiomysql's
+            ``connect_timeout``).
         engine_kwargs: passed to ``create_async_engine`` (``echo``, ``pool_size``, ...). Pool
             options not given here come from ``DB_POOL_SIZE`` and the other variables of
             ``snippets.pool.PoolSettings``, where set.
@@ -138,16 +149,19 @@ def make_engine(
         ValueError: the namespace is not a valid name.
     """
     resolved = namespaced_url(database_url(url), _checked(namespace))
-    pooled = resolved.get_backend_name() == "postgresql" or is_sqlite_file(resolved)
+    backend = backend_of(resolved)
+    pooled = backend in ("postgresql", "mysql") or is_sqlite_file(resolved)
     if pooled and "poolclass" not in engine_kwargs:  # a queue pool: the settings apply to it
         engine_kwargs = {**PoolSettings.from_env().engine_kwargs(only_set=True), **engine_kwargs}
     connect_args: dict[str, Any] = dict(engine_kwargs.pop("connect_args", {}))
-    if resolved.get_backend_name() == "postgresql":
+    if backend == "postgresql":
         connect_args.setdefault("timeout", connect_timeout)
         if namespace is not None:
             settings = dict(connect_args.get("server_settings", {}))
             settings["search_path"] = namespace
             connect_args["server_settings"] = settings
+    elif backend == "mysql":
+        connect_args.setdefault("connect_timeout", connect_timeout)
 
     engine = create_async_engine(resolved, connect_args=connect_args, **engine_kwargs)
     if resolved.get_backend_name() == "sqlite":
@@ -155,7 +169,8 @@ def make_engine(
         # run outside a transaction: inside one SQLite ignores it.
         event.listen(engine.sync_engine, "connect", enable_sqlite_foreign_keys)
         event.listen(engine.sync_engine, "begin", begin_sqlite_transaction)
-        event.listen(engine.sync_engine, "before_execute", refuse_io_outside_greenlet)
+    # On every backend: a lazy load is one clean MissingGreenlet, raised before the driver.
+    event.listen(engine.sync_engine, "before_execute", refuse_io_outside_greenlet)
     return engine
 
 
@@ -171,7 +186,7 @@ async def open_engine(
 
     Args:
         fresh: start the namespace empty: delete its SQLite file, or drop and recreate its
-            PostgreSQL schema. Requires ``namespace``.
+            PostgreSQL schema or MySQL/MariaDB database. Requires ``namespace``.
 
     Raises:
         DatabaseConfigError: the URL is not usable.
@@ -181,21 +196,45 @@ async def open_engine(
     if fresh and namespace is None:
         raise ValueError("fresh=True needs a namespace: it would otherwise empty a shared database")
     engine = make_engine(url, namespace=namespace, connect_timeout=connect_timeout, **engine_kwargs)
-    if fresh and engine.url.get_backend_name() == "sqlite" and is_sqlite_file(engine.url):
+    backend = backend_of(engine.url)
+    if fresh and backend == "sqlite" and is_sqlite_file(engine.url):
         _delete_sqlite_files(Path(engine.url.database or ""))
+    if namespace is not None and backend == "mysql":
+        # The namespace's database must exist before the engine can connect to it.
+        server = make_engine(url, connect_timeout=connect_timeout, poolclass=NullPool)
+        try:
+            await _checked_ping(server, connect_timeout)
+            await _prepare_database(server, engine.url.database or "", fresh=fresh)
+        finally:
+            await server.dispose()
+    try:
+        await _checked_ping(engine, connect_timeout)
+    except DatabaseUnreachableError:
+        await engine.dispose()
+        raise
+    if namespace is not None and backend == "postgresql":
+        await _prepare_schema(engine, namespace, fresh=fresh)
+    return engine
+
+
+async def _checked_ping(engine: AsyncEngine, connect_timeout: float) -> None:
     try:
         await asyncio.wait_for(_ping(engine), timeout=connect_timeout)
     except (TimeoutError, OSError, SQLAlchemyError) as exc:
-        await engine.dispose()
         shown = engine.url.render_as_string(hide_password=True)
         raise DatabaseUnreachableError(
             f"Could not connect to {shown} within {connect_timeout:g} s ({_reason(exc)}). "
             "Check that the server is running and that host, port, user, password and "
             "database name are right, or unset DATABASE_URL to use the embedded SQLite default."
         ) from None
-    if namespace is not None and engine.url.get_backend_name() == "postgresql":
-        await _prepare_schema(engine, namespace, fresh=fresh)
-    return engine
+
+
+async def _prepare_database(server: AsyncEngine, database: str, *, fresh: bool) -> None:
+    async with server.connect() as conn:
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
+        if fresh:
+            await conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{database}`")
+        await conn.exec_driver_sql(f"CREATE DATABASE IF NOT EXISTS `{database}`")
 
 
 async def _ping(engine: AsyncEngine) -> None:

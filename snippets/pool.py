@@ -9,8 +9,9 @@
 * ``run_load`` sends a bounded number of requests at a given concurrency and reports
   throughput and latency percentiles; ``sweep`` runs it over pool sizes and concurrencies:
   the measurement behind a pool size.
-* ``fill_pool`` and ``terminate_backends`` (PostgreSQL) simulate a server or a proxy dropping
-  the pool's connections, the fault that ``pool_pre_ping`` handles.
+* ``fill_pool`` and ``snippets.backends.kill_connections`` (PostgreSQL, MySQL/MariaDB) simulate
+  a server or a proxy dropping the pool's connections, the fault that ``pool_pre_ping``
+  handles.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from snippets.backends import facts
 from snippets.config import DatabaseConfigError
 
 ENVIRONMENT_PREFIX = "DB_"
@@ -225,28 +227,20 @@ async def open_connections(
 
 
 async def fill_pool(engine: AsyncEngine, connections: int) -> list[int]:
-    """Open ``connections`` connections at once and return them to the pool; PostgreSQL only.
+    """Open ``connections`` connections at once and return them to the pool.
 
-    Returns the server process ids of the connections (``pg_backend_pid()``), which is what
-    ``terminate_backends`` needs to simulate a server restart or a proxy dropping them.
+    Returns their server-side ids (``pg_backend_pid()``, ``CONNECTION_ID()``), which is what
+    ``snippets.backends.kill_connections`` needs to simulate a server restart or a proxy
+    dropping them.
+
+    Raises:
+        ValueError: on SQLite, which has no server connections.
     """
-    pids = await open_connections(engine, connections, query="SELECT pg_backend_pid()")
-    return [int(pid) for pid in pids]
-
-
-async def terminate_backends(admin: AsyncEngine, pids: list[int]) -> int:
-    """Kill these server processes from another engine (``pg_terminate_backend``); PostgreSQL.
-
-    Returns how many were terminated. The pool that holds them does not notice until it uses
-    them: that is the fault ``pool_pre_ping`` exists for.
-    """
-    async with admin.connect() as conn:
-        result = await conn.exec_driver_sql(
-            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))"
-            " FROM unnest($1::int[]) AS pid",
-            (pids,),
-        )
-        return int(result.scalar_one())
+    query = facts(engine).connection_id_sql
+    if query is None:
+        raise ValueError("SQLite has no server connections to fill a pool with")
+    ids = await open_connections(engine, connections, query=query)
+    return [int(connection_id) for connection_id in ids]
 
 
 @dataclass(frozen=True)
@@ -277,15 +271,20 @@ async def sweep(
     """Measure ``work`` for every pool size and concurrency; bounded by ``requests`` per point.
 
     ``open_engine_for(size)`` opens an engine whose pool holds ``size`` connections (with
-    ``max_overflow=0``, so the size is the limit). Its connections are opened before measuring,
-    so that connecting is not counted; it is disposed afterwards. ``progress`` is called with
+    ``max_overflow=0``, so the size is the limit, and the default FIFO order). Its connections
+    are opened, and each runs ``work`` once, before measuring, so that neither connecting nor a
+    first statement is counted; it is disposed afterwards. ``progress`` is called with
     each point as it is measured.
     """
     points: list[SweepPoint] = []
     for size in pool_sizes:
         engine = await open_engine_for(size)
         try:
-            await open_connections(engine, size)  # connecting is not what is measured
+            # Not measured: opening the connections, and each one's first run of the work
+            # (asyncpg prepares a statement per connection). One at a time through a FIFO
+            # pool reaches every connection once, with no wait for another's lock.
+            await open_connections(engine, size)
+            await run_load(engine, work, concurrency=1, requests=size)
             for concurrency in concurrencies:
                 result = await run_load(engine, work, concurrency=concurrency, requests=requests)
                 point = SweepPoint(

@@ -8,7 +8,8 @@ caller's rollback undoes all of it.
 
 ``run_in_transaction`` runs a unit of work in a fresh session and commits it, retrying with
 exponential backoff and jitter when the database asks for a retry: a PostgreSQL serialization
-failure or deadlock, SQLite's "database is locked", or an optimistic-concurrency conflict.
+failure or deadlock, a MySQL/MariaDB deadlock, SQLite's "database is locked", or an
+optimistic-concurrency conflict.
 """
 
 from __future__ import annotations
@@ -19,20 +20,17 @@ from collections.abc import Awaitable, Callable
 from typing import Literal, TypeVar
 
 from sqlalchemy import update
-from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from snippets.backends import is_retryable_error
 from snippets.models import Account, Transfer
 
 T = TypeVar("T")
 
 IsolationLevel = Literal["READ COMMITTED", "REPEATABLE READ", "SERIALIZABLE"]
-
-RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
-"""PostgreSQL's serialization_failure and deadlock_detected: running it again may succeed."""
 
 
 class TransferError(ValueError):
@@ -95,15 +93,10 @@ async def transfer(
 
 
 def is_retryable(error: BaseException) -> bool:
-    """Whether running the same transaction again may succeed."""
-    if isinstance(error, StaleDataError):  # an optimistic-concurrency (version) conflict
-        return True
-    if isinstance(error, DBAPIError):
-        sqlstate = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
-        if sqlstate in RETRYABLE_SQLSTATES:
-            return True
-        return isinstance(error, OperationalError) and "database is locked" in str(error.orig)
-    return False
+    """Whether running the same transaction again may succeed: a version conflict, or what
+    ``snippets.backends.is_retryable_error`` says (a PostgreSQL serialization failure or
+    deadlock, a MySQL/MariaDB deadlock or lock wait timeout, SQLite's "database is locked")."""
+    return isinstance(error, StaleDataError) or is_retryable_error(error)
 
 
 async def run_in_transaction(

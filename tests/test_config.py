@@ -24,6 +24,10 @@ SECRET = "s3cr3t-pw"
         (f"postgres+asyncpg://u:{SECRET}@db/app", "postgresql+asyncpg://u:***@db/app"),
         (f"postgresql+psycopg2://u:{SECRET}@db/app", "postgresql+asyncpg://u:***@db/app"),
         (f"postgresql+psycopg://u:{SECRET}@db/app", "postgresql+asyncpg://u:***@db/app"),
+        (f"mysql://u:{SECRET}@db:3306/app", "mysql+aiomysql://u:***@db:3306/app"),
+        (f"mysql+pymysql://u:{SECRET}@db/app", "mysql+aiomysql://u:***@db/app"),
+        (f"mysql+asyncmy://u:{SECRET}@db/app", "mysql+aiomysql://u:***@db/app"),
+        (f"mariadb+mariadbconnector://u:{SECRET}@db/app", "mariadb+aiomysql://u:***@db/app"),
     ],
 )
 def test_sync_or_unnamed_driver_names_the_async_url(raw: str, expected: str) -> None:
@@ -46,10 +50,11 @@ def test_postgres_scheme_is_called_out() -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    [f"mysql+aiomysql://root:{SECRET}@db/app", "oracle+oracledb://u@db/app", "nosuch://x"],
+    [f"mssql+aioodbc://sa:{SECRET}@db/app", "oracle+oracledb://u@db/app", "nosuch://x"],
 )
 def test_unsupported_backend(raw: str) -> None:
-    with pytest.raises(DatabaseConfigError, match="SQLite and PostgreSQL only") as caught:
+    match = "SQLite, PostgreSQL and MySQL/MariaDB only"
+    with pytest.raises(DatabaseConfigError, match=match) as caught:
         database_url(raw)
     assert SECRET not in str(caught.value)
 
@@ -160,6 +165,8 @@ def test_variable_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
         "sqlite+aiosqlite://",
         "sqlite+aiosqlite:///:memory:",
         "postgresql+asyncpg://postgres@127.0.0.1:5432/test",
+        "mysql+aiomysql://root@127.0.0.1:3306/test",
+        "mariadb+aiomysql://root@127.0.0.1:3306/test",
     ],
 )
 def test_async_urls_are_accepted(raw: str) -> None:

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.pool import NullPool
 
 from snippets import DatabaseConfigError, database_url, make_engine, open_engine
+from snippets.backends import FACTS, backend_of, kill_connections
 from snippets.pool import (
     PoolConfigError,
     PoolSettings,
@@ -20,13 +21,12 @@ from snippets.pool import (
     observe_pool,
     run_load,
     sweep,
-    terminate_backends,
     variable_name,
 )
 
-BACKEND = database_url().get_backend_name()
-only_postgresql = pytest.mark.skipif(
-    BACKEND != "postgresql", reason="PostgreSQL behaviour (needs server processes to terminate)"
+SERVER = FACTS[backend_of(database_url())].has_server
+only_with_a_server = pytest.mark.skipif(
+    not SERVER, reason="needs server connections to kill (PostgreSQL, MySQL/MariaDB)"
 )
 
 
@@ -203,7 +203,7 @@ async def failures_after_server_restart(namespace: str, *, pre_ping: bool) -> tu
     engine = await open_engine(namespace=namespace, pool_size=3, pool_pre_ping=pre_ping)
     admin = await open_engine()
     try:
-        assert await terminate_backends(admin, await fill_pool(engine, 3)) == 3
+        assert await kill_connections(admin, await fill_pool(engine, 3)) == 3
         errors: list[exc.DBAPIError] = []
         with observe_pool(engine) as counts:
             for _ in range(5):
@@ -219,7 +219,7 @@ async def failures_after_server_restart(namespace: str, *, pre_ping: bool) -> tu
         await engine.dispose()
 
 
-@only_postgresql
+@only_with_a_server
 async def test_dead_connections_fail_a_request_without_pre_ping(namespace: str) -> None:
     failures, invalidations = await failures_after_server_restart(namespace, pre_ping=False)
     # One request fails; SQLAlchemy then invalidates the whole pool, so the rest reconnect.
@@ -227,7 +227,7 @@ async def test_dead_connections_fail_a_request_without_pre_ping(namespace: str) 
     assert invalidations >= 1
 
 
-@only_postgresql
+@only_with_a_server
 async def test_pre_ping_replaces_dead_connections_before_use(namespace: str) -> None:
     failures, invalidations = await failures_after_server_restart(namespace, pre_ping=True)
     assert failures == 0

@@ -15,6 +15,7 @@ from sqlmodel import func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from snippets import database_url, make_sessionmaker, open_engine
+from snippets.backends import FACTS, backend_of, is_constraint_violation, is_retryable_error
 from snippets.models import Account, Transfer
 from snippets.observe import recorded_statements
 from snippets.transactions import (
@@ -28,12 +29,19 @@ from snippets.transactions import (
 )
 
 # Collected after pytest_configure has validated DATABASE_URL, so this cannot fail here.
-BACKEND = database_url().get_backend_name()
+BACKEND = backend_of(database_url())
+LOCKS_ROWS = FACTS[BACKEND].locks_rows
 only_postgresql = pytest.mark.skipif(
-    BACKEND != "postgresql", reason="PostgreSQL behaviour (SQLite has no REPEATABLE READ)"
+    BACKEND != "postgresql",
+    reason="PostgreSQL behaviour: a serialization failure (SQLite has no REPEATABLE READ;"
+    " MySQL/MariaDB's applies the write to the latest row, notebook 06)",
+)
+only_row_locks = pytest.mark.skipif(
+    not LOCKS_ROWS, reason="needs row locks (PostgreSQL, MySQL/MariaDB); SQLite locks the database"
 )
 only_sqlite = pytest.mark.skipif(
-    BACKEND != "sqlite", reason="SQLite behaviour (PostgreSQL locks rows, not the database)"
+    BACKEND != "sqlite",
+    reason="SQLite behaviour (PostgreSQL and MySQL/MariaDB lock rows, not the database)",
 )
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -110,9 +118,11 @@ async def test_same_reference_cannot_be_applied_twice(engine: AsyncEngine) -> No
 
 async def test_database_refuses_negative_balance(engine: AsyncEngine) -> None:
     sessions = await open_accounts(engine, 5)
-    with pytest.raises(IntegrityError, match="balance_not_negative"):
+    # IntegrityError, except on MySQL/MariaDB: an OperationalError there (is_constraint_violation)
+    with pytest.raises(DBAPIError, match="balance_not_negative") as refused:
         async with sessions() as session, session.begin():
             await session.exec(text("UPDATE account SET balance = -1"))
+    assert is_constraint_violation(refused.value)
 
 
 class FakeDriverError(Exception):
@@ -254,8 +264,51 @@ async def test_database_is_locked_is_retried(engine: AsyncEngine, namespace: str
     assert await balances(make_sessionmaker(engine)) == {1: 91}
 
 
+@only_row_locks
+async def test_a_real_deadlock_is_detected_and_retried(engine: AsyncEngine) -> None:
+    # Two transactions lock accounts 1 and 2 in opposite orders: the database detects the
+    # deadlock (PostgreSQL 40P01, MySQL/MariaDB 1213), kills one, and the helper retries it.
+    sessions = await open_accounts(engine, 100, 100)
+    both_hold_their_first_row = asyncio.Barrier(2)
+    failures: list[DBAPIError] = []
+
+    def crossing(first: int, second: int) -> Callable[[AsyncSession], Awaitable[None]]:
+        tries = 0
+
+        async def work(session: AsyncSession) -> None:
+            nonlocal tries
+            tries += 1
+            try:
+                await session.exec(
+                    text(f"UPDATE account SET balance = balance - 1 WHERE id = {first}")
+                )
+                if tries == 1:
+                    await asyncio.wait_for(both_hold_their_first_row.wait(), timeout=5)
+                await session.exec(
+                    text(f"UPDATE account SET balance = balance + 1 WHERE id = {second}")
+                )
+            except DBAPIError as error:
+                failures.append(error)
+                raise
+
+        return work
+
+    outcomes = await asyncio.wait_for(
+        asyncio.gather(
+            run_in_transaction(sessions, crossing(1, 2)),
+            run_in_transaction(sessions, crossing(2, 1)),
+        ),
+        timeout=30,
+    )
+    assert sorted(attempts for _, attempts in outcomes) == [1, 2]
+    assert len(failures) == 1
+    assert is_retryable_error(failures[0])
+    assert "deadlock" in str(failures[0].orig).lower()
+    assert await balances(sessions) == {1: 100, 2: 100}
+
+
 STRESS_ISOLATION: list[IsolationLevel | None] = [None]
-if BACKEND == "postgresql":
+if LOCKS_ROWS:
     STRESS_ISOLATION += ["REPEATABLE READ", "SERIALIZABLE"]
 
 

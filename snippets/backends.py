@@ -1,0 +1,242 @@
+"""Everything that differs between the guide's three backends, in one place.
+
+Notebooks and helpers ask this module instead of growing ``if backend == ...`` chains: which
+backend an engine is, how to ask its version or a connection's server-side id, how to end a
+connection from outside, how to write an upsert, which errors are worth retrying, and the
+isolation level a transaction gets by default.
+
+* SQLite through ``aiosqlite``: a file, no server; one writer at a time.
+* PostgreSQL through ``asyncpg``.
+* MySQL and MariaDB through ``aiomysql`` (``mysql+aiomysql://`` or ``mariadb+aiomysql://``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy import Table, text
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.dml import Insert
+
+Backend = Literal["sqlite", "postgresql", "mysql"]
+
+
+@dataclass(frozen=True)
+class BackendFacts:
+    """What the notebooks and helpers need to know about one backend."""
+
+    label: str
+    version_sql: str
+    connection_id_sql: str | None
+    """The server-side id of the current connection; ``None`` where there is no server."""
+    default_isolation: str
+    """The isolation level of a transaction that asks for none."""
+    has_server: bool
+    upsert_update_rows: int
+    """The affected-row count of one row that an upsert updated (MySQL counts it twice)."""
+    orm_insert_batches: bool
+    """The ORM inserts several new objects in one ``INSERT ... RETURNING`` (else one each)."""
+    locks_rows: bool
+    """Writers lock rows (``SELECT ... FOR UPDATE`` exists); else one writer at a time holds
+    the whole database (SQLite, with ``make_engine``'s ``BEGIN IMMEDIATE``)."""
+    loop_bound_connections: bool = True
+    """A driver connection works only on the event loop that opened it (asyncpg, aiomysql).
+    aiosqlite's happen to work on any loop: never rely on it (notebook 09)."""
+
+
+FACTS: dict[Backend, BackendFacts] = {
+    "sqlite": BackendFacts(
+        "SQLite",
+        "SELECT sqlite_version()",
+        None,
+        "SERIALIZABLE",
+        has_server=False,
+        upsert_update_rows=1,
+        orm_insert_batches=False,
+        locks_rows=False,
+        loop_bound_connections=False,
+    ),
+    "postgresql": BackendFacts(
+        "PostgreSQL",
+        "SELECT version()",
+        "SELECT pg_backend_pid()",
+        "READ COMMITTED",
+        has_server=True,
+        upsert_update_rows=1,
+        orm_insert_batches=True,
+        locks_rows=True,
+    ),
+    "mysql": BackendFacts(
+        "MySQL/MariaDB",
+        "SELECT VERSION()",
+        "SELECT CONNECTION_ID()",
+        "REPEATABLE READ",
+        has_server=True,
+        upsert_update_rows=2,
+        # MariaDB 10.5+ has INSERT ... RETURNING; MySQL 8 has none: one INSERT each there.
+        orm_insert_batches=True,
+        locks_rows=True,
+    ),
+}
+
+RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
+"""PostgreSQL's serialization_failure and deadlock_detected."""
+RETRYABLE_MYSQL_ERRORS = frozenset({1213, 1205})
+"""MySQL/MariaDB's ER_LOCK_DEADLOCK and ER_LOCK_WAIT_TIMEOUT."""
+
+
+Bind = AsyncEngine | AsyncConnection | Engine | Connection | URL
+
+
+def backend_of(target: Bind) -> Backend:
+    """The backend of an engine, a connection or a URL (``mariadb`` counts as ``mysql``)."""
+    url = target if isinstance(target, URL) else target.engine.url
+    name = url.get_backend_name()
+    if name in ("mysql", "mariadb"):
+        return "mysql"
+    if name in ("sqlite", "postgresql"):
+        return name  # type: ignore[return-value]
+    raise ValueError(f"not a backend of this guide: {name!r}")
+
+
+def facts(target: Bind) -> BackendFacts:
+    """The ``BackendFacts`` of ``target``'s backend."""
+    return FACTS[backend_of(target)]
+
+
+async def server_version(conn: AsyncConnection) -> str:
+    """The database's version string, as the database reports it."""
+    return str((await conn.execute(text(facts(conn).version_sql))).scalar_one())
+
+
+def lock_wait_options(backend: Backend, seconds: float) -> tuple[dict[str, Any], str | None]:
+    """How long a writer waits for another's lock: ``(connect_args, statement)``.
+
+    SQLite: the driver's busy ``timeout``, a connect argument. PostgreSQL: ``SET LOCAL
+    lock_timeout`` in the transaction. MySQL/MariaDB: ``SET SESSION innodb_lock_wait_timeout``,
+    whole seconds only (rounded; 0 means do not wait at all).
+    """
+    if backend == "sqlite":
+        return {"timeout": seconds}, None
+    if backend == "postgresql":
+        return {}, f"SET LOCAL lock_timeout = '{int(seconds * 1000)}ms'"
+    return {}, f"SET SESSION innodb_lock_wait_timeout = {round(seconds)}"
+
+
+async def kill_connections(admin: AsyncEngine, ids: Sequence[int]) -> int:
+    """End these server connections from another engine, as a restart or a proxy would.
+
+    PostgreSQL: ``pg_terminate_backend``; MySQL/MariaDB: ``KILL``. Returns how many were ended.
+
+    Raises:
+        ValueError: on SQLite, which has no server connections to end.
+    """
+    backend = backend_of(admin)
+    async with admin.connect() as conn:
+        if backend == "postgresql":
+            result = await conn.exec_driver_sql(
+                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))"
+                " FROM unnest($1::int[]) AS pid",
+                (list(ids),),
+            )
+            return int(result.scalar_one())
+        if backend == "mysql":
+            for connection_id in ids:
+                await conn.exec_driver_sql(f"KILL {int(connection_id)}")
+            return len(ids)
+    raise ValueError("SQLite has no server connections to end")
+
+
+async def raw_insert_many(
+    conn: AsyncConnection, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> None:
+    """Insert ``rows`` with the driver's own ``executemany``, in one transaction: the baseline
+    that the ORM and Core are measured against (notebook 04).
+
+    Each driver has its own placeholders: asyncpg ``$1``, aiosqlite ``?``, aiomysql ``%s``.
+    """
+    backend = backend_of(conn)
+    driver: Any = (await conn.get_raw_connection()).driver_connection  # untyped drivers
+    names = ", ".join(columns)
+    if backend == "postgresql":  # executemany is atomic on its own
+        marks = ", ".join(f"${n}" for n in range(1, len(columns) + 1))
+        await driver.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)
+    elif backend == "sqlite":  # a transaction begun explicitly (notebook 06)
+        marks = ", ".join("?" for _ in columns)
+        await driver.execute("BEGIN")
+        await driver.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)
+        await driver.commit()
+    else:  # aiomysql rewrites an executemany INSERT into multi-row VALUES itself
+        marks = ", ".join("%s" for _ in columns)
+        async with driver.cursor() as cursor:
+            await cursor.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)
+        await driver.commit()
+
+
+def upsert(
+    bind: Bind,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    key: Sequence[str],
+    update: Sequence[str],
+) -> Insert:
+    """``INSERT`` ``rows``; where ``key`` (a unique constraint) exists, update ``update``.
+
+    SQLite and PostgreSQL: ``ON CONFLICT (key) DO UPDATE``; MySQL/MariaDB: ``ON DUPLICATE KEY
+    UPDATE`` (any unique key, so ``key`` must be the table's only one besides the primary key).
+    """
+    backend = backend_of(bind)
+    if backend == "mysql":
+        statement: Any = mysql.insert(table).values(list(rows))
+        return statement.on_duplicate_key_update(  # type: ignore[no-any-return]
+            {column: statement.inserted[column] for column in update}
+        )
+    dialect_insert = postgresql.insert if backend == "postgresql" else sqlite.insert
+    statement = dialect_insert(table).values(list(rows))
+    return statement.on_conflict_do_update(  # type: ignore[no-any-return]
+        index_elements=list(key),
+        set_={column: statement.excluded[column] for column in update},
+    )
+
+
+CHECK_VIOLATION_MYSQL_ERRORS = frozenset({4025, 3819})
+"""A CHECK constraint failed: MariaDB's 4025 and MySQL's 3819, which PyMySQL (under aiomysql)
+raises as ``OperationalError``, not ``IntegrityError``."""
+
+
+def is_constraint_violation(error: BaseException) -> bool:
+    """The database refused a row for a constraint: unique, foreign key, not null or CHECK.
+
+    Every backend raises ``IntegrityError`` for most of these, but MySQL/MariaDB report a failed
+    CHECK constraint as an ``OperationalError``.
+    """
+    if isinstance(error, IntegrityError):
+        return True
+    return (
+        isinstance(error, DBAPIError) and _mysql_error_code(error) in CHECK_VIOLATION_MYSQL_ERRORS
+    )
+
+
+def _mysql_error_code(error: DBAPIError) -> int | None:
+    """PyMySQL's error number: the first argument of the driver's exception."""
+    args: tuple[object, ...] = getattr(error.orig, "args", ())
+    return args[0] if args and isinstance(args[0], int) else None
+
+
+def is_retryable_error(error: BaseException) -> bool:
+    """A database error after which running the same transaction again may succeed."""
+    if not isinstance(error, DBAPIError):
+        return False
+    original = error.orig
+    sqlstate = getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
+    if sqlstate in RETRYABLE_SQLSTATES:
+        return True
+    if _mysql_error_code(error) in RETRYABLE_MYSQL_ERRORS:
+        return True
+    return isinstance(error, OperationalError) and "database is locked" in str(original)
