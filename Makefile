@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 CODE := snippets tests browser_tests tools notebooks
 
-.PHONY: install run test test-lab lint typecheck lab strip clean
+.PHONY: install run test test-lab lint typecheck lab pgbouncer strip clean
 
 ## install: create .venv if missing and install the project with its notebook and test tools
 install: $(INSTALLED)
@@ -39,6 +39,11 @@ typecheck: install
 ## lab: open JupyterLab on the notebooks with the project's environment as kernel
 lab: install
 	$(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
+
+## pgbouncer: start a PgBouncer on 127.0.0.1:6432 (transaction pooling) in front of the local
+## PostgreSQL, for notebook 07; needs Debian's pgbouncer package
+pgbouncer:
+	bash tools/pgbouncer.sh
 
 ## strip: remove outputs and execution counts from the notebooks before committing
 strip: install

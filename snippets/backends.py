@@ -44,6 +44,10 @@ class BackendFacts:
     locks_rows: bool
     """Writers lock rows (``SELECT ... FOR UPDATE`` exists); else one writer at a time holds
     the whole database (SQLite, with ``make_engine``'s ``BEGIN IMMEDIATE``)."""
+    str_without_length: str = "VARCHAR"
+    """The column type SQLModel creates for a ``str`` field with no ``max_length``."""
+    enforces_varchar_length: bool = True
+    """A value longer than a ``VARCHAR(n)`` is refused (SQLite stores it whole)."""
     loop_bound_connections: bool = True
     """A driver connection works only on the event loop that opened it (asyncpg, aiomysql).
     aiosqlite's happen to work on any loop: never rely on it (notebook 09)."""
@@ -59,6 +63,7 @@ FACTS: dict[Backend, BackendFacts] = {
         upsert_update_rows=1,
         orm_insert_batches=False,
         locks_rows=False,
+        enforces_varchar_length=False,
         loop_bound_connections=False,
     ),
     "postgresql": BackendFacts(
@@ -81,6 +86,7 @@ FACTS: dict[Backend, BackendFacts] = {
         # MariaDB 10.5+ has INSERT ... RETURNING; MySQL 8 has none: one INSERT each there.
         orm_insert_batches=True,
         locks_rows=True,
+        str_without_length="VARCHAR(255)",  # MySQL requires a length; SQLModel picks 255
     ),
 }
 
