@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import Table, text
+from sqlalchemy import Table
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
@@ -113,11 +113,6 @@ def backend_of(target: Bind) -> Backend:
 def facts(target: Bind) -> BackendFacts:
     """The ``BackendFacts`` of ``target``'s backend."""
     return FACTS[backend_of(target)]
-
-
-async def server_version(conn: AsyncConnection) -> str:
-    """The database's version string, as the database reports it."""
-    return str((await conn.execute(text(facts(conn).version_sql))).scalar_one())
 
 
 def lock_wait_options(backend: Backend, seconds: float) -> tuple[dict[str, Any], str | None]:
