@@ -164,7 +164,7 @@ def test_run_all_in_jupyterlab(lab: str, browser: Browser, path: Path) -> None:
         if output["output_type"] == "error"
     ]
     assert errors == [], errors
-    unrun = [i for i, c in enumerate(notebook["cells"]) if c["cell_type"] == "code"]
-    assert all(notebook["cells"][i]["execution_count"] for i in unrun)
+    code_cells = [cell for cell in notebook["cells"] if cell["cell_type"] == "code"]
+    assert all(cell["execution_count"] for cell in code_cells)
     assert stderr_noise(nbformat.from_dict(notebook), run=1) == []
     print(f"{path.name}: Run All in JupyterLab took {seconds:.1f} s")

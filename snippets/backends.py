@@ -138,6 +138,8 @@ async def kill_connections(admin: AsyncEngine, ids: Sequence[int]) -> int:
         ValueError: on SQLite, which has no server connections to end.
     """
     backend = backend_of(admin)
+    if backend == "sqlite":
+        raise ValueError("SQLite has no server connections to end")
     async with admin.connect() as conn:
         if backend == "postgresql":
             result = await conn.exec_driver_sql(
@@ -146,11 +148,9 @@ async def kill_connections(admin: AsyncEngine, ids: Sequence[int]) -> int:
                 (list(ids),),
             )
             return int(result.scalar_one())
-        if backend == "mysql":
-            for connection_id in ids:
-                await conn.exec_driver_sql(f"KILL {int(connection_id)}")
-            return len(ids)
-    raise ValueError("SQLite has no server connections to end")
+        for connection_id in ids:
+            await conn.exec_driver_sql(f"KILL {int(connection_id)}")
+        return len(ids)
 
 
 async def raw_insert_many(
@@ -163,19 +163,22 @@ async def raw_insert_many(
     """
     backend = backend_of(conn)
     driver: Any = (await conn.get_raw_connection()).driver_connection  # untyped drivers
-    names = ", ".join(columns)
+    positions = range(1, len(columns) + 1)
+    marks = {
+        "postgresql": [f"${n}" for n in positions],
+        "sqlite": ["?" for _ in positions],
+        "mysql": ["%s" for _ in positions],
+    }[backend]
+    sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(marks)})"
     if backend == "postgresql":  # executemany is atomic on its own
-        marks = ", ".join(f"${n}" for n in range(1, len(columns) + 1))
-        await driver.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)
+        await driver.executemany(sql, rows)
     elif backend == "sqlite":  # a transaction begun explicitly (notebook 06)
-        marks = ", ".join("?" for _ in columns)
         await driver.execute("BEGIN")
-        await driver.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)
+        await driver.executemany(sql, rows)
         await driver.commit()
     else:  # aiomysql rewrites an executemany INSERT into multi-row VALUES itself
-        marks = ", ".join("%s" for _ in columns)
         async with driver.cursor() as cursor:
-            await cursor.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)
+            await cursor.executemany(sql, rows)
         await driver.commit()
 
 
