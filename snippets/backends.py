@@ -48,6 +48,9 @@ class BackendFacts:
     """The column type SQLModel creates for a ``str`` field with no ``max_length``."""
     enforces_varchar_length: bool = True
     """A value longer than a ``VARCHAR(n)`` is refused (SQLite stores it whole)."""
+    keeps_microseconds: bool = True
+    """A plain ``DateTime`` column keeps microseconds (MySQL/MariaDB's ``DATETIME`` drops them
+    unless declared ``DATETIME(6)``, e.g. ``sa_type=mysql.DATETIME(fsp=6)``)."""
     loop_bound_connections: bool = True
     """A driver connection works only on the event loop that opened it (asyncpg, aiomysql).
     aiosqlite's happen to work on any loop: never rely on it (notebook 09)."""
@@ -87,6 +90,7 @@ FACTS: dict[Backend, BackendFacts] = {
         orm_insert_batches=True,
         locks_rows=True,
         str_without_length="VARCHAR(255)",  # MySQL requires a length; SQLModel picks 255
+        keeps_microseconds=False,
     ),
 }
 

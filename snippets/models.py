@@ -18,6 +18,8 @@ This module does not use ``from __future__ import annotations``: SQLModel reads 
 annotations when the class is created, and string annotations of the whole module break that.
 """
 
+from datetime import datetime
+
 from sqlalchemy import CheckConstraint, Column, Integer
 from sqlalchemy.ext.asyncio import AsyncAttrs
 from sqlalchemy.orm import registry
@@ -153,3 +155,18 @@ class Transfer(GuideModel, table=True):
     from_account_id: int = Field(foreign_key="account.id", index=True)
     to_account_id: int = Field(foreign_key="account.id", index=True)
     amount: int = Field(gt=0)
+
+
+class Reading(GuideModel, table=True):
+    """A sensor reading: the many-rows table of notebook 10 (bulk loads, streaming, paging).
+
+    ``taken_at`` is a ``datetime``: SQLModel 0.0.50 stores it with a time zone (``UTCDateTime``,
+    ``TIMESTAMP WITH TIME ZONE`` on PostgreSQL) and refuses a naive value. It has no index of
+    its own: notebook 10 measures keyset pagination before and after adding the one it needs.
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    sensor: str = Field(max_length=40)
+    taken_at: datetime
+    value: float
+    note: str | None = Field(default=None, max_length=200)
