@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 CODE := snippets tests browser_tests tools notebooks
 
-.PHONY: install run test test-lab lint typecheck lab pgbouncer strip clean
+.PHONY: install run test test-lab bench lint typecheck lab pgbouncer strip clean
 
 ## install: create .venv if missing and install the project with its notebook and test tools
 install: $(INSTALLED)
@@ -28,6 +28,11 @@ test: lint typecheck
 ## package); screenshots in build/lab/
 test-lab: install
 	$(BIN)/python -m pytest browser_tests -v
+
+## bench: the bulk-loading ladder of notebook 10 at 100,000 rows on the current backend;
+## writes build/bench/bulk.json and bulk.png, exit 1 if a PostgreSQL target is missed
+bench: install
+	$(BIN)/python tools/bench.py
 
 lint: install
 	$(BIN)/ruff check $(CODE)

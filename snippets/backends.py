@@ -51,6 +51,10 @@ class BackendFacts:
     keeps_microseconds: bool = True
     """A plain ``DateTime`` column keeps microseconds (MySQL/MariaDB's ``DATETIME`` drops them
     unless declared ``DATETIME(6)``, e.g. ``sa_type=mysql.DATETIME(fsp=6)``)."""
+    drains_abandoned_stream: bool = False
+    """A stream (server-side cursor) left unfinished is read to its end, with aiomysql's
+    "Previous unbuffered result was left incomplete" warning, before its connection can run
+    the next statement (MySQL/MariaDB); elsewhere the cursor is simply closed."""
     loop_bound_connections: bool = True
     """A driver connection works only on the event loop that opened it (asyncpg, aiomysql).
     aiosqlite's happen to work on any loop: never rely on it (notebook 09)."""
@@ -91,6 +95,7 @@ FACTS: dict[Backend, BackendFacts] = {
         locks_rows=True,
         str_without_length="VARCHAR(255)",  # MySQL requires a length; SQLModel picks 255
         keeps_microseconds=False,
+        drains_abandoned_stream=True,
     ),
 }
 

@@ -28,11 +28,11 @@ from __future__ import annotations
 
 import functools
 import itertools
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from operator import itemgetter
 from typing import Any, Literal
 
-from sqlalchemy import Table, insert
+from sqlalchemy import Table, event, insert
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
@@ -41,9 +41,10 @@ from snippets.backends import backend_of
 Method = Literal["auto", "copy", "executemany"]
 BulkTarget = AsyncEngine | AsyncConnection | AsyncSession
 
-DEFAULT_BATCH_SIZE = 10_000
-"""Rows per ``COPY`` or ``executemany``: memory grows with it, speed hardly does past a few
-thousand (notebook 10 sweeps it)."""
+DEFAULT_BATCH_SIZE = 1_000
+"""Rows per ``executemany``, or per batch fed to ``COPY``: memory grows with it, speed hardly
+does past a thousand (on PostgreSQL smaller batches overlap better with the server's work);
+notebook 10 sweeps it."""
 
 
 async def bulk_insert(
@@ -108,10 +109,18 @@ async def _load(
     columns = [*keys, *defaults]
     await _begin_driver_transaction(conn)
     inserted = 0
-    for number, batch in enumerate(all_batches):
-        values = prepare(batch, number * batch_size)
-        await _copy(conn, table, columns, values)
-        inserted += len(values)
+
+    async def records() -> AsyncIterator[tuple[Any, ...]]:
+        # One COPY for the whole load, fed batch by batch: asyncpg sends each batch while the
+        # next is prepared, and the server writes while Python prepares.
+        nonlocal inserted
+        for number, batch in enumerate(all_batches):
+            values = prepare(batch, number * batch_size)
+            for value in values:
+                yield value
+            inserted += len(values)
+
+    await _copy(conn, table, columns, records())
     return inserted
 
 
@@ -221,7 +230,10 @@ async def _begin_driver_transaction(conn: AsyncConnection) -> None:
 
 
 async def _copy(
-    conn: AsyncConnection, table: Table, columns: Sequence[str], values: list[tuple[Any, ...]]
+    conn: AsyncConnection,
+    table: Table,
+    columns: Sequence[str],
+    values: AsyncIterator[tuple[Any, ...]],
 ) -> None:
     import asyncpg  # only here: the other backends never need it
 
@@ -238,3 +250,26 @@ async def _copy(
         elif isinstance(error, asyncpg.DataError):
             kind = DataError
         raise kind(f"COPY {table.name} ({', '.join(columns)})", None, error) from error
+
+
+def set_sqlite_pragmas(engine: AsyncEngine, **pragmas: str) -> None:
+    """Run ``PRAGMA name=value`` on every new connection of a SQLite ``engine``.
+
+    For bulk loads: ``journal_mode="WAL"`` (readers no longer block the writer, and a commit
+    writes the log, not the database; it stays set in the file) and ``synchronous="NORMAL"``
+    (in WAL mode a power cut may lose the last commits, never corrupt the file) or ``"OFF"``
+    (a crash of the machine may corrupt it). Notebook 10 measures what each saves.
+    """
+    if backend_of(engine) != "sqlite":
+        raise ValueError("PRAGMAs are SQLite's")
+    for name, value in pragmas.items():
+        if not (name.isidentifier() and value.replace("-", "").isalnum()):
+            raise ValueError(f"not a PRAGMA setting: {name}={value}")
+
+    def apply(dbapi_connection: Any, connection_record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        for name, value in pragmas.items():
+            cursor.execute(f"PRAGMA {name}={value}")
+        cursor.close()
+
+    event.listen(engine.sync_engine, "connect", apply)
