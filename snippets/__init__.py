@@ -16,6 +16,8 @@ Each module is one idea, taught by a notebook:
 * ``snippets.api``: FastAPI plumbing for any models: lifespan, ``SessionDep``, 409 (notebook 08);
 * ``snippets.heroes_api`` and ``snippets.heroes_page``: the demo JSON API and Air page;
 * ``snippets.testing``: rollback-per-test sessions and an in-process API client (notebook 09);
+* ``snippets.bulk``, ``snippets.bench`` and ``snippets.paging``: loading many rows, the ladder
+  of ways to do it measured, and keyset pagination (notebook 10);
 * ``snippets.notebook``: showing real source, and demonstrating errors, in the notebooks.
 """
 
