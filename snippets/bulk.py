@@ -104,7 +104,7 @@ async def _load(
     if backend != "postgresql" or method == "executemany" or defaults is None:
         # Core's executemany: as fast as a hand-made one (measured in notebook 10), and it
         # applies every kind of default. A table with an SQL-expression default lands here too.
-        return await _load_with_core(conn, table, keys, all_batches)
+        return await _load_with_core(conn, table, keys, all_batches, batch_size)
     prepare = _row_preparer(conn, table, keys, defaults)
     columns = [*keys, *defaults]
     await _begin_driver_transaction(conn)
@@ -194,10 +194,11 @@ async def _load_with_core(
     table: Table,
     keys: Sequence[str],
     batches: Iterable[Sequence[Mapping[str, Any]]],
+    batch_size: int,
 ) -> int:
     inserted = 0
     for number, batch in enumerate(batches):
-        _check_keys(batch, keys, number * len(batch))
+        _check_keys(batch, keys, number * batch_size)
         await conn.execute(insert(table), list(batch))
         inserted += len(batch)
     return inserted
@@ -224,8 +225,8 @@ async def _begin_driver_transaction(conn: AsyncConnection) -> None:
     own, outside the caller's transaction. In ``AUTOCOMMIT`` there is no transaction to join.
     """
     driver: Any = (await conn.get_raw_connection()).driver_connection
-    autocommit = conn.sync_connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT"  # type: ignore[union-attr]
-    if not driver.is_in_transaction() and not autocommit:
+    options = conn.sync_connection.get_execution_options()  # type: ignore[union-attr]
+    if not driver.is_in_transaction() and options.get("isolation_level") != "AUTOCOMMIT":
         await conn.exec_driver_sql("SELECT 1")
 
 

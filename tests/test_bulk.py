@@ -187,6 +187,10 @@ async def test_rows_with_other_keys_are_refused(engine: AsyncEngine) -> None:
     rows[4]["status"] = "extra"
     with pytest.raises(ValueError, match="row 4"):
         await bulk_insert(engine, Item, rows)
+    rows = list(item_rows(25))
+    del rows[23]["label"]  # in the third batch, the last and shorter one
+    with pytest.raises(ValueError, match="row 23 "):
+        await bulk_insert(engine, Item, rows, batch_size=10)
     with pytest.raises(ValueError, match="not columns of item: colour"):
         await bulk_insert(engine, Item, [{"code": "x", "colour": "red"}])
     assert await count(engine) == 0
