@@ -260,6 +260,10 @@ def set_sqlite_pragmas(engine: AsyncEngine, **pragmas: str) -> None:
     writes the log, not the database; it stays set in the file) and ``synchronous="NORMAL"``
     (in WAL mode a power cut may lose the last commits, never corrupt the file) or ``"OFF"``
     (a crash of the machine may corrupt it). Notebook 10 measures what each saves.
+
+    Connections already in the pool keep their settings: call it before the engine's first
+    connection (``make_engine`` connects lazily), or ``await engine.dispose()`` after it
+    (``open_engine`` has connected once).
     """
     if backend_of(engine) != "sqlite":
         raise ValueError("PRAGMAs are SQLite's")
