@@ -123,18 +123,22 @@ async def helper(engine: AsyncEngine, model: type[SQLModel], rows: Rows) -> None
     await bulk_insert(engine, model, rows)
 
 
+def _as_tuples(rows: Rows) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """The first row's keys, and each row's values in that order: what a driver takes."""
+    columns = list(rows[0])
+    return columns, [tuple(row[column] for column in columns) for row in rows]
+
+
 async def raw_executemany(engine: AsyncEngine, model: type[SQLModel], rows: Rows) -> None:
     """The driver's own ``executemany``, values as they are: the baseline."""
-    columns = list(rows[0])
-    values = [tuple(row[column] for column in columns) for row in rows]
+    columns, values = _as_tuples(rows)
     async with engine.connect() as conn:
         await raw_insert_many(conn, table_of(model).name, columns, values)
 
 
 async def raw_copy(engine: AsyncEngine, model: type[SQLModel], rows: Rows) -> None:
     """asyncpg's binary ``COPY``, values as they are (PostgreSQL)."""
-    columns = list(rows[0])
-    values = [tuple(row[column] for column in columns) for row in rows]
+    columns, values = _as_tuples(rows)
     async with engine.connect() as conn:
         driver: Any = (await conn.get_raw_connection()).driver_connection
         await driver.copy_records_to_table(table_of(model).name, records=values, columns=columns)

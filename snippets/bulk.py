@@ -107,7 +107,8 @@ async def _load(
         return await _load_with_core(conn, table, keys, all_batches, batch_size)
     prepare = _row_preparer(conn, table, keys, defaults)
     columns = [*keys, *defaults]
-    await _begin_driver_transaction(conn)
+    driver: Any = (await conn.get_raw_connection()).driver_connection  # asyncpg's, untyped
+    await _begin_driver_transaction(conn, driver)
     inserted = 0
 
     async def records() -> AsyncIterator[tuple[Any, ...]]:
@@ -120,7 +121,7 @@ async def _load(
                 yield value
             inserted += len(values)
 
-    await _copy(conn, table, columns, records())
+    await _copy(driver, table, columns, records())
     return inserted
 
 
@@ -217,28 +218,26 @@ def _check_keys(batch: Sequence[Mapping[str, Any]], keys: Sequence[str], offset:
     )
 
 
-async def _begin_driver_transaction(conn: AsyncConnection) -> None:
+async def _begin_driver_transaction(conn: AsyncConnection, driver: Any) -> None:
     """Make sure asyncpg has begun the transaction that SQLAlchemy's connection is in.
 
     SQLAlchemy's asyncpg adapter sends ``BEGIN`` lazily, with the first statement. ``COPY`` is
     sent to asyncpg directly, so without a statement first it would run (and commit) on its
     own, outside the caller's transaction. In ``AUTOCOMMIT`` there is no transaction to join.
     """
-    driver: Any = (await conn.get_raw_connection()).driver_connection
     options = conn.sync_connection.get_execution_options()  # type: ignore[union-attr]
     if not driver.is_in_transaction() and options.get("isolation_level") != "AUTOCOMMIT":
         await conn.exec_driver_sql("SELECT 1")
 
 
 async def _copy(
-    conn: AsyncConnection,
+    driver: Any,
     table: Table,
     columns: Sequence[str],
     values: AsyncIterator[tuple[Any, ...]],
 ) -> None:
     import asyncpg  # only here: the other backends never need it
 
-    driver: Any = (await conn.get_raw_connection()).driver_connection
     try:
         await driver.copy_records_to_table(
             table.name, schema_name=table.schema, columns=list(columns), records=values

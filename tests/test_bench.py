@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,6 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import SQLModel
 
-from snippets import create_tables, open_engine
 from snippets.backends import backend_of
 from snippets.bench import (
     INSERT_METHODS,
@@ -32,17 +30,12 @@ from snippets.bench import (
     reading_rows,
 )
 from snippets.bulk import bulk_insert, set_sqlite_pragmas
-from snippets.models import Reading, metadata
+from snippets.models import Reading
 
 PROJECT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture
-async def engine(namespace: str) -> AsyncIterator[AsyncEngine]:
-    engine = await open_engine(namespace=namespace, fresh=True)
-    await create_tables(engine, metadata)
-    yield engine
-    await engine.dispose()
+# `engine`: conftest.py's, an empty namespace with the demo tables (Reading among them).
 
 
 async def test_every_method_of_this_backend_stores_its_rows(engine: AsyncEngine) -> None:

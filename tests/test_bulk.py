@@ -24,6 +24,7 @@ from sqlmodel import Field, SQLModel
 
 from snippets import create_tables, make_sessionmaker, open_engine
 from snippets.backends import backend_of, facts, is_constraint_violation
+from snippets.bench import count_rows
 from snippets.bulk import bulk_insert
 from snippets.observe import recorded_statements
 
@@ -76,11 +77,6 @@ async def engine(namespace: str) -> AsyncIterator[AsyncEngine]:
     await create_tables(engine, Base.metadata)
     yield engine
     await engine.dispose()
-
-
-async def count(engine: AsyncEngine, table: Any = Item) -> int:
-    async with engine.connect() as conn:
-        return int((await conn.execute(select(func.count()).select_from(table))).scalar_one())
 
 
 async def loaded(engine: AsyncEngine) -> list[Item]:
@@ -139,7 +135,7 @@ async def test_failure_in_the_middle_leaves_nothing(engine: AsyncEngine) -> None
     with pytest.raises(DBAPIError) as raised:
         await bulk_insert(engine, Item, rows, batch_size=100)
     assert is_constraint_violation(raised.value), repr(raised.value)
-    assert await count(engine) == 0
+    assert await count_rows(engine, Item) == 0
 
 
 async def test_joins_the_callers_transaction(engine: AsyncEngine) -> None:
@@ -147,15 +143,15 @@ async def test_joins_the_callers_transaction(engine: AsyncEngine) -> None:
     async with engine.connect() as conn:
         assert await bulk_insert(conn, Item, item_rows(20)) == 20
         await conn.rollback()
-    assert await count(engine) == 0
+    assert await count_rows(engine, Item) == 0
     async with make_sessionmaker(engine)() as session:
         await bulk_insert(session, Item, item_rows(20))
         await session.rollback()
-    assert await count(engine) == 0
+    assert await count_rows(engine, Item) == 0
     async with make_sessionmaker(engine)() as session:
         await bulk_insert(session, Item, item_rows(20))
         await session.commit()
-    assert await count(engine) == 20
+    assert await count_rows(engine, Item) == 20
 
 
 async def test_a_failed_load_in_a_session_rolls_back_with_it(engine: AsyncEngine) -> None:
@@ -165,7 +161,7 @@ async def test_a_failed_load_in_a_session_rolls_back_with_it(engine: AsyncEngine
             await bulk_insert(session, Item, item_rows(20, start=10))
         assert is_constraint_violation(raised.value)
         await session.rollback()
-    assert await count(engine) == 0
+    assert await count_rows(engine, Item) == 0
 
 
 async def test_naive_datetime_for_an_aware_column_is_refused_before_sending(
@@ -175,7 +171,7 @@ async def test_naive_datetime_for_an_aware_column_is_refused_before_sending(
     rows[3]["aware_at"] = datetime(2026, 1, 1)
     with pytest.raises(StatementError, match="timezone"):
         await bulk_insert(engine, Item, rows)
-    assert await count(engine) == 0
+    assert await count_rows(engine, Item) == 0
 
 
 async def test_rows_with_other_keys_are_refused(engine: AsyncEngine) -> None:
@@ -193,7 +189,7 @@ async def test_rows_with_other_keys_are_refused(engine: AsyncEngine) -> None:
         await bulk_insert(engine, Item, rows, batch_size=10)
     with pytest.raises(ValueError, match="not columns of item: colour"):
         await bulk_insert(engine, Item, [{"code": "x", "colour": "red"}])
-    assert await count(engine) == 0
+    assert await count_rows(engine, Item) == 0
 
 
 async def test_copy_elsewhere_and_bad_batch_size_are_refused(engine: AsyncEngine) -> None:
@@ -228,4 +224,4 @@ async def test_a_generator_is_consumed_in_batches(engine: AsyncEngine) -> None:
 
     assert await bulk_insert(engine, Item, counted(), batch_size=1000) == 2500
     assert len(taken) == 2500
-    assert await count(engine) == 2500
+    assert await count_rows(engine, Item) == 2500

@@ -25,7 +25,7 @@ from pathlib import Path
 from snippets import DatabaseConfigError, DatabaseUnreachableError, create_tables, open_engine
 from snippets.backends import backend_of, facts
 from snippets.bench import check_targets, measure_inserts, plot_throughput, reading_rows
-from snippets.config import PROJECT_ROOT
+from snippets.config import ASYNC_DRIVERS, PROJECT_ROOT
 from snippets.models import Reading, metadata
 
 
@@ -48,7 +48,9 @@ async def run(rows: int, repeats: int, out: Path) -> int:
         "rows": rows,
         "repeats": repeats,
         "python": platform.python_version(),
-        "versions": {name: version(name) for name in ("sqlalchemy", "sqlmodel", DRIVERS[backend])},
+        "versions": {
+            name: version(name) for name in ("sqlalchemy", "sqlmodel", ASYNC_DRIVERS[backend])
+        },
         "results": [result.as_dict() for result in results],
         "targets": [
             {"name": t.name, "measured": round(t.measured, 3), "at_least": t.at_least, "met": t.met}
@@ -73,9 +75,6 @@ async def run(rows: int, repeats: int, out: Path) -> int:
         print(f"(no targets on {facts(engine).label}: they are set for PostgreSQL)")
     print(f"wrote {out / 'bulk.json'} and {out / 'bulk.png'}")
     return 0 if all(target.met for target in checked) else 1
-
-
-DRIVERS = {"sqlite": "aiosqlite", "postgresql": "asyncpg", "mysql": "aiomysql"}
 
 
 def main() -> int:
