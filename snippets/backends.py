@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import Table
+from sqlalchemy import Table, TextClause, text
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
@@ -58,6 +58,14 @@ class BackendFacts:
     loop_bound_connections: bool = True
     """A driver connection works only on the event loop that opened it (asyncpg, aiomysql).
     aiosqlite's happen to work on any loop: never rely on it (notebook 09)."""
+    cancel_stops_statement: bool = True
+    """Cancelling a task that waits for a statement (``asyncio.timeout``) stops the statement on
+    the server: asyncpg sends PostgreSQL a cancel request. aiomysql only drops its connection,
+    and the server runs the statement to its end; aiosqlite's thread runs it to its end too."""
+    cancel_waits_for_statement: bool = False
+    """SQLite: a cancelled statement is not interrupted, and closing its connection waits for
+    it, so the ``TimeoutError`` arrives only when the statement ends; the closed connection then
+    keeps the database locked until the garbage collector frees the statement (notebook 11)."""
 
 
 FACTS: dict[Backend, BackendFacts] = {
@@ -72,6 +80,8 @@ FACTS: dict[Backend, BackendFacts] = {
         locks_rows=False,
         enforces_varchar_length=False,
         loop_bound_connections=False,
+        cancel_stops_statement=False,
+        cancel_waits_for_statement=True,
     ),
     "postgresql": BackendFacts(
         "PostgreSQL",
@@ -96,8 +106,18 @@ FACTS: dict[Backend, BackendFacts] = {
         str_without_length="VARCHAR(255)",  # MySQL requires a length; SQLModel picks 255
         keeps_microseconds=False,
         drains_abandoned_stream=True,
+        cancel_stops_statement=False,
     ),
 }
+
+STATEMENT_TIMEOUT_SQLSTATE = "57014"
+"""PostgreSQL's query_canceled: ``statement_timeout`` (or a cancel request) stopped a statement."""
+STATEMENT_TIMEOUT_MYSQL_ERRORS = frozenset({1969, 3024})
+"""MariaDB's ER_STATEMENT_TIMEOUT (``max_statement_time``) and MySQL's ER_QUERY_TIMEOUT
+(``max_execution_time``)."""
+SQLITE_ROWS_PER_SECOND = 5_000_000
+"""About how many rows of a recursive CTE SQLite counts per second on one core (measured on the
+guide's 2-core machines: 10 million in 1.8 s); ``slow_statement`` sizes its SQLite query by it."""
 
 RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
 """PostgreSQL's serialization_failure and deadlock_detected."""
@@ -122,6 +142,62 @@ def backend_of(target: Bind) -> Backend:
 def facts(target: Bind) -> BackendFacts:
     """The ``BackendFacts`` of ``target``'s backend."""
     return FACTS[backend_of(target)]
+
+
+def slow_statement(target: Bind | Backend, seconds: float) -> TextClause:
+    """A read-only statement that runs for about ``seconds`` on the server, for demonstrations.
+
+    PostgreSQL ``pg_sleep``, MySQL/MariaDB ``SLEEP``; SQLite has no sleep function, so it counts
+    a recursive CTE long enough to take about that long (a real query, which SQLite's interrupt
+    and progress handler can stop, unlike a Python function). It returns one row.
+    """
+    backend = target if isinstance(target, str) else backend_of(target)
+    if backend == "postgresql":
+        return text("SELECT pg_sleep(:seconds)").bindparams(seconds=seconds)
+    if backend == "mysql":
+        return text("SELECT SLEEP(:seconds)").bindparams(seconds=seconds)
+    return text(
+        "WITH RECURSIVE counter(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM counter"
+        " WHERE n < :rows) SELECT count(*) FROM counter"
+    ).bindparams(rows=max(1, int(seconds * SQLITE_ROWS_PER_SECOND)))
+
+
+async def running_statements(admin: AsyncEngine, fragment: str) -> int | None:
+    """How many other server connections are running a statement that contains ``fragment``.
+
+    PostgreSQL ``pg_stat_activity``, MySQL/MariaDB ``information_schema.PROCESSLIST``; ``None``
+    on SQLite, which has no server to ask.
+    """
+    backend = backend_of(admin)
+    if backend == "sqlite":
+        return None
+    sql = (
+        "SELECT count(*) FROM pg_stat_activity WHERE state = 'active'"
+        " AND query LIKE :pattern AND pid <> pg_backend_pid()"
+        if backend == "postgresql"
+        else "SELECT count(*) FROM information_schema.PROCESSLIST WHERE command = 'Query'"
+        " AND info LIKE :pattern AND id <> CONNECTION_ID()"
+    )
+    async with admin.connect() as conn:
+        result = await conn.execute(text(sql), {"pattern": f"%{fragment}%"})
+        return int(result.scalar_one())
+
+
+def is_statement_timeout(error: BaseException) -> bool:
+    """The database stopped a statement that ran longer than its statement time limit.
+
+    PostgreSQL's ``statement_timeout`` (SQLSTATE 57014), MariaDB's ``max_statement_time`` (1969),
+    MySQL's ``max_execution_time`` (3024), and SQLite's "interrupted" (the progress handler of
+    ``make_engine(statement_timeout=...)``).
+    """
+    if not isinstance(error, DBAPIError):
+        return False
+    original = error.orig
+    if getattr(original, "sqlstate", None) == STATEMENT_TIMEOUT_SQLSTATE:
+        return True
+    if _mysql_error_code(error) in STATEMENT_TIMEOUT_MYSQL_ERRORS:
+        return True
+    return isinstance(error, OperationalError) and str(original) == "interrupted"
 
 
 def lock_wait_options(backend: Backend, seconds: float) -> tuple[dict[str, Any], str | None]:

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,7 @@ from sqlalchemy.engine import URL, Connection
 from sqlalchemy.exc import DBAPIError, MissingGreenlet, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
-from sqlalchemy.util.concurrency import in_greenlet
+from sqlalchemy.util.concurrency import await_, in_greenlet
 
 from snippets.backends import backend_of
 from snippets.config import database_url, is_sqlite_file
@@ -105,6 +107,58 @@ def refuse_io_outside_greenlet(conn: Connection, *args: Any) -> None:
         )
 
 
+class SQLiteStatementDeadline:
+    """A statement time limit for SQLite, which has no server to enforce one.
+
+    SQLite calls a connection's *progress handler* every few thousand virtual-machine steps; a
+    handler that returns true interrupts the statement, which fails with ``OperationalError:
+    interrupted`` and leaves the connection usable. ``arm`` (a ``before_cursor_execute``
+    handler) starts the clock of each statement.
+    """
+
+    STEPS = 1000
+    """Virtual-machine steps between two calls of the handler (a few microseconds)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def install(self, dbapi_connection: Any, connection_record: Any) -> None:
+        """``connect`` handler: give each new connection a deadline and the handler."""
+        deadline = [float("inf")]
+        connection_record.info["statement_deadline"] = deadline
+        handler = partial(_past, deadline)
+        await_(dbapi_connection.driver_connection.set_progress_handler(handler, self.STEPS))
+
+    def arm(self, conn: Connection, *args: Any) -> None:
+        """``before_cursor_execute`` handler: this statement may run ``seconds`` from now."""
+        conn.connection.info["statement_deadline"][0] = time.monotonic() + self.seconds
+
+
+def _past(deadline: list[float]) -> bool:
+    return time.monotonic() > deadline[0]
+
+
+def _limit_statement_time(engine: AsyncEngine, seconds: float) -> None:
+    """The connection-level half of ``make_engine(statement_timeout=...)`` (MySQL/MariaDB and
+    SQLite; PostgreSQL's is a server setting given at connect time)."""
+    if backend_of(engine) == "sqlite":
+        deadline = SQLiteStatementDeadline(seconds)
+        event.listen(engine.sync_engine, "connect", deadline.install)
+        event.listen(engine.sync_engine, "before_cursor_execute", deadline.arm)
+        return
+
+    def set_session_limit(dbapi_connection: Any, connection_record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("SELECT VERSION()")
+        if "mariadb" in str(cursor.fetchone()[0]).lower():
+            cursor.execute(f"SET SESSION max_statement_time = {seconds:f}")
+        else:  # MySQL: SELECT statements only, in whole milliseconds
+            cursor.execute(f"SET SESSION max_execution_time = {round(seconds * 1000)}")
+        cursor.close()
+
+    event.listen(engine.sync_engine, "connect", set_session_limit)
+
+
 def namespaced_url(url: URL, namespace: str | None) -> URL:
     """The URL of ``namespace``: on SQLite its own file beside the configured one
     (``guide.sqlite3`` -> ``guide.<namespace>.sqlite3``), on MySQL/MariaDB its own database
@@ -128,6 +182,7 @@ def make_engine(
     *,
     namespace: str | None = None,
     connect_timeout: float = CONNECT_TIMEOUT,
+    statement_timeout: float | None = None,
     **engine_kwargs: Any,
 ) -> AsyncEngine:
     """Create an ``AsyncEngine`` for ``url`` (default: ``DATABASE_URL``, else a SQLite file).
@@ -139,6 +194,12 @@ def make_engine(
             or a MySQL/MariaDB database; with ``make_engine`` alone it must already exist.
         connect_timeout: seconds a new connection may take (asyncpg's ``timeout``, aiomysql's
             ``connect_timeout``).
+        statement_timeout: seconds any one statement may run before the database stops it
+            with an error (``snippets.backends.is_statement_timeout`` recognises it), the
+            connection staying usable: PostgreSQL's ``statement_timeout`` setting, MariaDB's
+            ``max_statement_time`` (MySQL's ``max_execution_time``, which limits SELECTs only),
+            and on SQLite a progress handler (``SQLiteStatementDeadline``). Set it below any
+            client-side timeout: notebook 11 shows why.
         engine_kwargs: passed to ``create_async_engine`` (``echo``, ``pool_size``, ...). Pool
             options not given here come from ``DB_POOL_SIZE`` and the other variables of
             ``snippets.pool.PoolSettings``, where set.
@@ -156,9 +217,12 @@ def make_engine(
     connect_args: dict[str, Any] = dict(engine_kwargs.pop("connect_args", {}))
     if backend == "postgresql":
         connect_args.setdefault("timeout", connect_timeout)
+        settings = dict(connect_args.get("server_settings", {}))
         if namespace is not None:
-            settings = dict(connect_args.get("server_settings", {}))
             settings["search_path"] = namespace
+        if statement_timeout is not None:
+            settings["statement_timeout"] = str(round(statement_timeout * 1000))
+        if settings:
             connect_args["server_settings"] = settings
     elif backend == "mysql":
         connect_args.setdefault("connect_timeout", connect_timeout)
@@ -169,6 +233,8 @@ def make_engine(
         # run outside a transaction: inside one SQLite ignores it.
         event.listen(engine.sync_engine, "connect", enable_sqlite_foreign_keys)
         event.listen(engine.sync_engine, "begin", begin_sqlite_transaction)
+    if statement_timeout is not None and backend != "postgresql":
+        _limit_statement_time(engine, statement_timeout)
     # On every backend: a lazy load is one clean MissingGreenlet, raised before the driver.
     event.listen(engine.sync_engine, "before_execute", refuse_io_outside_greenlet)
     return engine
