@@ -144,22 +144,35 @@ def facts(target: Bind) -> BackendFacts:
     return FACTS[backend_of(target)]
 
 
-def slow_statement(target: Bind | Backend, seconds: float) -> TextClause:
+def slow_statement(
+    target: Bind | Backend, seconds: float, *, label: str = "slow_statement"
+) -> TextClause:
     """A read-only statement that runs for about ``seconds`` on the server, for demonstrations.
 
     PostgreSQL ``pg_sleep``, MySQL/MariaDB ``SLEEP``; SQLite has no sleep function, so it counts
     a recursive CTE long enough to take about that long (a real query, which SQLite's interrupt
-    and progress handler can stop, unlike a Python function). It returns one row.
+    and progress handler can stop, unlike a Python function). It returns one row. ``label`` (a
+    word) goes into a comment in the SQL, for ``running_statements`` to find it among others.
+
+    Raises:
+        ValueError: ``label`` is not a plain word.
     """
+    if not label.isidentifier():
+        raise ValueError(f"label must be a plain word, got {label!r}")
     backend = target if isinstance(target, str) else backend_of(target)
     if backend == "postgresql":
-        return text("SELECT pg_sleep(:seconds)").bindparams(seconds=seconds)
-    if backend == "mysql":
-        return text("SELECT SLEEP(:seconds)").bindparams(seconds=seconds)
-    return text(
-        "WITH RECURSIVE counter(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM counter"
-        " WHERE n < :rows) SELECT count(*) FROM counter"
-    ).bindparams(rows=max(1, int(seconds * SQLITE_ROWS_PER_SECOND)))
+        sql = "SELECT pg_sleep(:seconds)"
+    elif backend == "mysql":
+        sql = "SELECT SLEEP(:seconds)"
+    else:
+        sql = (
+            "WITH RECURSIVE counter(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM counter"
+            " WHERE n < :rows) SELECT count(*) FROM counter"
+        )
+    statement = text(f"{sql} /* {label} */")
+    if backend == "sqlite":
+        return statement.bindparams(rows=max(1, int(seconds * SQLITE_ROWS_PER_SECOND)))
+    return statement.bindparams(seconds=seconds)
 
 
 async def running_statements(admin: AsyncEngine, fragment: str) -> int | None:
