@@ -112,13 +112,12 @@ MODES = {
 def main(mode: str) -> None:
     run = MODES[mode]()
     for number in (1, 2, 3):
+        error: str | None = None
         try:
             run()
-            outcome = {"run": number, "ok": True, "error": None}
-        except Exception as error:
-            message = str(error).splitlines()[0]
-            outcome = {"run": number, "ok": False, "error": f"{type(error).__name__}: {message}"}
-        print(json.dumps(outcome), flush=True)
+        except Exception as failure:
+            error = f"{type(failure).__name__}: {str(failure).splitlines()[0]}"
+        print(json.dumps({"run": number, "ok": error is None, "error": error}), flush=True)
 
 
 if __name__ == "__main__":

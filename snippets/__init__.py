@@ -18,6 +18,8 @@ Each module is one idea, taught by a notebook:
 * ``snippets.testing``: rollback-per-test sessions and an in-process API client (notebook 09);
 * ``snippets.bulk``, ``snippets.bench`` and ``snippets.paging``: loading many rows, the ladder
   of ways to do it measured, and keyset pagination (notebook 10);
+* ``snippets.concurrency``: bounded fan-out, finished commits, a timeout-safe session scope
+  (notebook 11);
 * ``snippets.notebook``: showing real source, and demonstrating errors, in the notebooks.
 """
 

@@ -62,6 +62,9 @@ class BackendFacts:
     """Cancelling a task that waits for a statement (``asyncio.timeout``) stops the statement on
     the server: asyncpg sends PostgreSQL a cancel request. aiomysql only drops its connection,
     and the server runs the statement to its end; aiosqlite's thread runs it to its end too."""
+    naive_column_refuses_aware: bool = False
+    """An aware ``datetime`` sent for a naive column (``DateTime(timezone=False)``) is refused
+    (asyncpg); aiosqlite and aiomysql store it with its offset dropped."""
     cancel_waits_for_statement: bool = False
     """SQLite: a cancelled statement is not interrupted, and closing its connection waits for
     it, so the ``TimeoutError`` arrives only when the statement ends; the closed connection then
@@ -92,6 +95,7 @@ FACTS: dict[Backend, BackendFacts] = {
         upsert_update_rows=1,
         orm_insert_batches=True,
         locks_rows=True,
+        naive_column_refuses_aware=True,
     ),
     "mysql": BackendFacts(
         "MySQL/MariaDB",
