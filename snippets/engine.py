@@ -110,10 +110,12 @@ def refuse_io_outside_greenlet(conn: Connection, *args: Any) -> None:
 class SQLiteStatementDeadline:
     """A statement time limit for SQLite, which has no server to enforce one.
 
-    SQLite calls a connection's *progress handler* every few thousand virtual-machine steps; a
+    SQLite calls a connection's *progress handler* every ``STEPS`` virtual-machine steps; a
     handler that returns true interrupts the statement, which fails with ``OperationalError:
     interrupted`` and leaves the connection usable. ``arm`` (a ``before_cursor_execute``
-    handler) starts the clock of each statement.
+    handler) starts the clock of each statement and ``disarm`` (``after_cursor_execute``) stops
+    it: statements are limited, not the time between them. (The aiosqlite dialect fetches a
+    result's rows before ``after_cursor_execute``, so fetching counts as part of the statement.)
     """
 
     STEPS = 1000
@@ -133,6 +135,10 @@ class SQLiteStatementDeadline:
         """``before_cursor_execute`` handler: this statement may run ``seconds`` from now."""
         conn.connection.info["statement_deadline"][0] = time.monotonic() + self.seconds
 
+    def disarm(self, conn: Connection, *args: Any) -> None:
+        """``after_cursor_execute`` handler: the statement is done; no limit until the next."""
+        conn.connection.info["statement_deadline"][0] = float("inf")
+
 
 def _past(deadline: list[float]) -> bool:
     return time.monotonic() > deadline[0]
@@ -145,6 +151,7 @@ def _limit_statement_time(engine: AsyncEngine, seconds: float) -> None:
         deadline = SQLiteStatementDeadline(seconds)
         event.listen(engine.sync_engine, "connect", deadline.install)
         event.listen(engine.sync_engine, "before_cursor_execute", deadline.arm)
+        event.listen(engine.sync_engine, "after_cursor_execute", deadline.disarm)
         return
 
     def set_session_limit(dbapi_connection: Any, connection_record: Any) -> None:

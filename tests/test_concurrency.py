@@ -293,6 +293,17 @@ async def test_statement_timeout_lets_quick_statements_run(limited_engine: Async
     assert await hero_names(limited_engine) == ["Quick"]
 
 
+async def test_statement_timeout_never_stops_a_late_commit(limited_engine: AsyncEngine) -> None:
+    """The limit is per statement: a transaction may stay open longer, and its COMMIT, sent
+    after the limit has passed since the last statement, still runs."""
+    async with make_sessionmaker(limited_engine)() as session:
+        session.add(Hero(name="Committed after a pause", secret_name="?"))
+        await session.flush()
+        await asyncio.sleep(0.4)
+        await session.commit()
+    assert await hero_names(limited_engine) == ["Committed after a pause"]
+
+
 def test_is_statement_timeout_ignores_other_errors() -> None:
     assert not is_statement_timeout(TimeoutError())
     assert not is_statement_timeout(DBAPIError("SELECT 1", {}, Exception("interrupted")))
