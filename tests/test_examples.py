@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -53,3 +54,17 @@ def test_an_unknown_mode_is_refused_with_usage() -> None:
     assert done.returncode == 1
     assert "usage:" in done.stderr
     assert "per-loop" in done.stderr
+
+
+async def test_asyncio_run_is_refused_while_a_loop_runs() -> None:
+    """What notebook 11 states about Jupyter, whose kernel runs a loop in the cells' thread."""
+
+    async def answer() -> int:
+        return 42
+
+    coroutine = answer()
+    try:
+        with pytest.raises(RuntimeError, match="cannot be called from a running event loop"):
+            asyncio.run(coroutine)
+    finally:
+        coroutine.close()  # it never ran: no "never awaited" warning
