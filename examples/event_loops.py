@@ -3,7 +3,7 @@
 Run from a shell (not from a notebook, which already has a loop running)::
 
     python examples/event_loops.py reuse       # one pooled engine, asyncio.run() twice
-    python examples/event_loops.py thread      # the same engine from a worker thread's loop
+    python examples/event_loops.py thread      # the same engine from worker threads' loops
     python examples/event_loops.py dispose     # fix: dispose() at the end of each loop
     python examples/event_loops.py nullpool    # fix: no pool, a new connection every time
     python examples/event_loops.py per-loop    # fix: an engine made and disposed in each loop
@@ -41,15 +41,10 @@ def reuse() -> Callable[[], int]:
 
 
 def thread() -> Callable[[], int]:
-    """The first run fills the pool on the main thread's loop; the second runs in a thread."""
+    """The same engine from worker threads, each running a loop of its own."""
     engine = make_engine()
-    runs = 0
 
-    def run() -> int:
-        nonlocal runs
-        runs += 1
-        if runs == 1:
-            return asyncio.run(query(engine))
+    def run_in_a_thread() -> int:
         results: list[int | BaseException] = []
 
         def worker() -> None:
@@ -65,7 +60,7 @@ def thread() -> Callable[[], int]:
             raise results[0]
         return results[0]
 
-    return run
+    return run_in_a_thread
 
 
 def dispose() -> Callable[[], int]:

@@ -164,19 +164,15 @@ def slow_statement(
     if not label.isidentifier():
         raise ValueError(f"label must be a plain word, got {label!r}")
     backend = target if isinstance(target, str) else backend_of(target)
+    comment = f"/* {label} */"
     if backend == "postgresql":
-        sql = "SELECT pg_sleep(:seconds)"
-    elif backend == "mysql":
-        sql = "SELECT SLEEP(:seconds)"
-    else:
-        sql = (
-            "WITH RECURSIVE counter(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM counter"
-            " WHERE n < :rows) SELECT count(*) FROM counter"
-        )
-    statement = text(f"{sql} /* {label} */")
-    if backend == "sqlite":
-        return statement.bindparams(rows=max(1, int(seconds * SQLITE_ROWS_PER_SECOND)))
-    return statement.bindparams(seconds=seconds)
+        return text(f"SELECT pg_sleep(:seconds) {comment}").bindparams(seconds=seconds)
+    if backend == "mysql":
+        return text(f"SELECT SLEEP(:seconds) {comment}").bindparams(seconds=seconds)
+    return text(
+        "WITH RECURSIVE counter(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM counter"
+        f" WHERE n < :rows) SELECT count(*) FROM counter {comment}"
+    ).bindparams(rows=max(1, int(seconds * SQLITE_ROWS_PER_SECOND)))
 
 
 async def running_statements(admin: AsyncEngine, fragment: str) -> int | None:

@@ -155,12 +155,13 @@ def _limit_statement_time(engine: AsyncEngine, seconds: float) -> None:
         return
 
     def set_session_limit(dbapi_connection: Any, connection_record: Any) -> None:
-        cursor = dbapi_connection.cursor()
-        cursor.execute("SELECT VERSION()")
-        if "mariadb" in str(cursor.fetchone()[0]).lower():
-            cursor.execute(f"SET SESSION max_statement_time = {seconds:f}")
+        # Runs after the dialect's own first-connect handler, which has read the server version.
+        if getattr(engine.dialect, "is_mariadb", False):
+            sql = f"SET SESSION max_statement_time = {seconds:f}"
         else:  # MySQL: SELECT statements only, in whole milliseconds
-            cursor.execute(f"SET SESSION max_execution_time = {round(seconds * 1000)}")
+            sql = f"SET SESSION max_execution_time = {round(seconds * 1000)}"
+        cursor = dbapi_connection.cursor()
+        cursor.execute(sql)
         cursor.close()
 
     event.listen(engine.sync_engine, "connect", set_session_limit)
