@@ -28,7 +28,7 @@ import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from snippets.config import PROJECT_ROOT, SQLITE_DIR_VAR
-from tools.run_notebooks import stderr_noise
+from tools.run_notebooks import failing_line, stderr_noise
 
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_FLAGS = [
@@ -158,7 +158,8 @@ def test_run_all_in_jupyterlab(lab: str, browser: Browser, path: Path) -> None:
         for session in httpx.get(f"{base}/api/sessions", params={"token": token}).json():
             httpx.delete(f"{base}/api/sessions/{session['id']}", params={"token": token})
     errors = [
-        f"cell {index}: {output['ename']}: {output['evalue']}"
+        f"cell {index}, {failing_line(chr(10).join(output['traceback']))}:"
+        f" {output['ename']}: {output['evalue']}"
         for index, cell in enumerate(notebook["cells"])
         for output in cell.get("outputs", [])
         if output["output_type"] == "error"

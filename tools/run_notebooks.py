@@ -48,12 +48,18 @@ class Outcome:
     """stderr outputs that contain a traceback or a warning, prefixed with run and cell."""
 
 
+def failing_line(traceback: str) -> str:
+    """The last line IPython's traceback marks as failing ("line 12 code"), or ``""``."""
+    # IPython marks the failing line with an arrow padded to the line number: "----> 12 code".
+    lines = ANSI_ESCAPE.sub("", traceback).splitlines()
+    failing = [re.sub(r"^\s*-+>\s*", "line ", line) for line in lines if FAILING_LINE.match(line)]
+    return failing[-1] if failing else ""
+
+
 def describe(error: CellExecutionError) -> str:
     """The failing line and the exception, without the colour codes of IPython's traceback."""
-    # IPython marks the failing line with an arrow padded to the line number: "----> 12 code".
-    lines = ANSI_ESCAPE.sub("", error.traceback).splitlines()
-    failing = [re.sub(r"^\s*-+>\s*", "line ", line) for line in lines if FAILING_LINE.match(line)]
-    where = f"{failing[-1]}\n    " if failing else ""
+    line = failing_line(error.traceback)
+    where = f"{line}\n    " if line else ""
     return f"{where}{error.ename}: {error.evalue}".rstrip(": ")
 
 
