@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
-CODE := snippets tests browser_tests tools examples notebooks
+CODE := snippets tests browser_tests tools examples migrations notebooks
 
 .PHONY: install run test test-lab bench lint typecheck lab pgbouncer strip clean
 

@@ -1,0 +1,108 @@
+"""The guide's Alembic environment: Alembic's ``pyproject_async`` template, adapted.
+
+Run from the command line (``alembic upgrade head``, ``make migrate``) it connects with the
+guide's own engine factory; run from async code (``snippets.migrations.upgrade``) it uses the
+connection it is given. What changed from the template, and why:
+
+* **One URL.** The database is ``DATABASE_URL``, validated by ``snippets.config`` (the embedded
+  SQLite file when unset): never a second, synchronous URL in a config file.
+* **Namespaces.** ``-x namespace=NAME`` migrates one namespace of ``snippets.engine`` (its own
+  SQLite file, PostgreSQL schema or MySQL/MariaDB database), created if missing, so that
+  notebooks and tests migrate side by side without seeing each other.
+* **A caller's connection and metadata.** ``config.attributes["connection"]`` (connection
+  sharing) and ``config.attributes["target_metadata"]`` (a model set other than the guide's).
+* **SQLite:** ``render_as_batch`` (SQLite's ALTER TABLE cannot change or drop most things; batch
+  mode copies the table instead) and one transaction for the whole run.
+* **SQLModel types** rendered as plain SQLAlchemy (``snippets.migrations.render_sqlmodel_types``).
+* **A lock** (``snippets.migrations.migration_lock``): two processes never migrate at once.
+* **Logging** set up for the command line only: the template's ``fileConfig`` would also
+  disable every logger an application had configured before migrating from its own code.
+"""
+
+import asyncio
+import logging
+from typing import Any
+
+from alembic import context
+from alembic.util import CommandError
+from sqlalchemy import MetaData
+from sqlalchemy.engine import Connection
+from sqlalchemy.pool import NullPool
+
+from snippets.backends import backend_of
+from snippets.config import DatabaseConfigError, database_url
+from snippets.engine import DatabaseUnreachableError, open_engine
+from snippets.migrations import migration_lock, render_sqlmodel_types
+from snippets.models import metadata as guide_metadata
+
+config = context.config
+
+target_metadata: MetaData = config.attributes.get("target_metadata", guide_metadata)
+namespace: str | None = context.get_x_argument(as_dictionary=True).get("namespace")
+
+if config.cmd_opts is not None:  # the alembic command line, not a program's own call
+    logging.basicConfig(format="%(levelname)-5.5s [%(name)s] %(message)s")
+    logging.getLogger("alembic").setLevel(logging.INFO)
+
+
+def options_for(backend: str) -> dict[str, Any]:
+    """The ``context.configure`` options every run shares, online or offline."""
+    options: dict[str, Any] = {
+        "target_metadata": target_metadata,
+        "render_item": render_sqlmodel_types,
+        # Alembic compares server defaults only when asked; a changed default is otherwise
+        # invisible to autogenerate (notebook 12).
+        "compare_server_default": True,
+    }
+    if backend == "sqlite":
+        options["render_as_batch"] = True
+        # SQLite's DDL is transactional, though Alembic assumes not: one transaction for the
+        # whole run, so that a failed migration leaves nothing half-done (notebook 12).
+        options["transactional_ddl"] = True
+    return options
+
+
+def run_migrations_offline() -> None:
+    """``--sql``: write the SQL instead of running it; only the URL's dialect is needed."""
+    url = database_url()
+    context.configure(
+        url=url,
+        literal_binds=True,
+        dialect_opts={"paramstyle": "named"},
+        **options_for(backend_of(url)),
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def do_run_migrations(connection: Connection) -> None:
+    context.configure(connection=connection, **options_for(backend_of(connection)))
+    with context.begin_transaction(), migration_lock(connection):
+        context.run_migrations()
+
+
+async def run_async_migrations() -> None:
+    """The command line: a short-lived engine of the guide's own (NullPool: one connection)."""
+    try:
+        engine = await open_engine(namespace=namespace, poolclass=NullPool)
+    except (DatabaseConfigError, DatabaseUnreachableError) as error:
+        raise CommandError(str(error)) from None  # one line on the command line, no traceback
+    try:
+        async with engine.connect() as connection:
+            await connection.run_sync(do_run_migrations)
+    finally:
+        await engine.dispose()
+
+
+def run_migrations_online() -> None:
+    connection = config.attributes.get("connection")
+    if connection is None:
+        asyncio.run(run_async_migrations())
+    else:
+        do_run_migrations(connection)
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()
