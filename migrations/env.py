@@ -14,7 +14,9 @@ connection it is given. What changed from the template, and why:
 * **SQLite:** ``render_as_batch`` (SQLite's ALTER TABLE cannot change or drop most things; batch
   mode copies the table instead) and one transaction for the whole run.
 * **SQLModel types** rendered as plain SQLAlchemy (``snippets.migrations.render_sqlmodel_types``).
-* **A lock** (``snippets.migrations.migration_lock``): two processes never migrate at once.
+* **A lock** (``snippets.backends.migration_lock``): two processes never migrate at once.
+* **A running event loop** (a notebook, an async app) gets a clear error instead of
+  ``asyncio.run``'s, saying to pass a connection.
 * **Logging** set up for the command line only: the template's ``fileConfig`` would also
   disable every logger an application had configured before migrating from its own code.
 """
@@ -29,20 +31,27 @@ from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection
 from sqlalchemy.pool import NullPool
 
-from snippets.backends import backend_of
+from snippets.backends import backend_of, migration_lock
 from snippets.config import DatabaseConfigError, database_url
 from snippets.engine import DatabaseUnreachableError, open_engine
-from snippets.migrations import migration_lock, render_sqlmodel_types
+from snippets.migrations import render_sqlmodel_types
 from snippets.models import metadata as guide_metadata
 
 config = context.config
 
 target_metadata: MetaData = config.attributes.get("target_metadata", guide_metadata)
-namespace: str | None = context.get_x_argument(as_dictionary=True).get("namespace")
+# A program passes config.attributes["namespace"]; the command line -x namespace=NAME.
+namespace: str | None = config.attributes.get(
+    "namespace", context.get_x_argument(as_dictionary=True).get("namespace")
+)
 
 if config.cmd_opts is not None:  # the alembic command line, not a program's own call
     logging.basicConfig(format="%(levelname)-5.5s [%(name)s] %(message)s")
     logging.getLogger("alembic").setLevel(logging.INFO)
+    # An error is printed once, as "FAILED: ...", by the command line itself; not logged again.
+    messaging = logging.getLogger("alembic.util.messaging")
+    messaging.addHandler(logging.NullHandler())
+    messaging.propagate = False
 
 
 def options_for(backend: str) -> dict[str, Any]:
@@ -77,8 +86,12 @@ def run_migrations_offline() -> None:
 
 def do_run_migrations(connection: Connection) -> None:
     context.configure(connection=connection, **options_for(backend_of(connection)))
-    with context.begin_transaction(), migration_lock(connection):
-        context.run_migrations()
+    with context.begin_transaction():
+        if config.attributes.get("migration_lock", True):  # False: notebook 12's demonstration
+            with migration_lock(connection):
+                context.run_migrations()
+        else:
+            context.run_migrations()
 
 
 async def run_async_migrations() -> None:
@@ -96,10 +109,21 @@ async def run_async_migrations() -> None:
 
 def run_migrations_online() -> None:
     connection = config.attributes.get("connection")
-    if connection is None:
-        asyncio.run(run_async_migrations())
-    else:
+    if connection is not None:  # a program's own connection (snippets.migrations.upgrade)
         do_run_migrations(connection)
+        return
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # no loop running: the command line, a script
+        asyncio.run(run_async_migrations())
+        return
+    # The template would call asyncio.run() here and fail with "cannot be called from a running
+    # event loop" (and a "never awaited" warning): say what to do instead.
+    raise CommandError(
+        "an event loop is already running (a notebook, an async application): run Alembic "
+        "commands on a connection of your engine instead, e.g. "
+        "await snippets.migrations.upgrade(engine, config)"
+    )
 
 
 if context.is_offline_mode():

@@ -12,7 +12,8 @@ isolation level a transaction gets by default.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -65,6 +66,19 @@ class BackendFacts:
     naive_column_refuses_aware: bool = False
     """An aware ``datetime`` sent for a naive column (``DateTime(timezone=False)``) is refused
     (asyncpg); aiosqlite and aiomysql store it with its offset dropped."""
+    transactional_ddl: bool = True
+    """DDL runs inside the migration's transaction, so a migration that fails half-way leaves
+    nothing behind (SQLite: with ``make_engine``'s ``BEGIN`` and ``migrations/env.py``'s one
+    transaction). MySQL/MariaDB commit each DDL statement implicitly: the steps before the
+    failure stay, and the version table still names the revision before it (notebook 12)."""
+    fills_new_not_null_column: bool = False
+    """``ADD COLUMN ... NOT NULL`` without a default, on a table with rows, succeeds and fills
+    the rows with the type's implicit default (``''``, ``0``): MySQL/MariaDB. PostgreSQL and
+    SQLite refuse it."""
+    serialises_migrations: bool = False
+    """Two processes migrating at once take turns even without a lock (SQLite: the migration's
+    ``BEGIN IMMEDIATE`` is the whole database's write lock). Elsewhere both run the migration
+    and the second fails: ``migration_lock`` prevents it."""
     cancel_waits_for_statement: bool = False
     """SQLite: a cancelled statement is not interrupted, and closing its connection waits for
     it, so the ``TimeoutError`` arrives only when the statement ends; the closed connection then
@@ -85,6 +99,7 @@ FACTS: dict[Backend, BackendFacts] = {
         loop_bound_connections=False,
         cancel_stops_statement=False,
         cancel_waits_for_statement=True,
+        serialises_migrations=True,
     ),
     "postgresql": BackendFacts(
         "PostgreSQL",
@@ -111,6 +126,8 @@ FACTS: dict[Backend, BackendFacts] = {
         keeps_microseconds=False,
         drains_abandoned_stream=True,
         cancel_stops_statement=False,
+        transactional_ddl=False,
+        fills_new_not_null_column=True,
     ),
 }
 
@@ -122,6 +139,9 @@ STATEMENT_TIMEOUT_MYSQL_ERRORS = frozenset({1969, 3024})
 SQLITE_ROWS_PER_SECOND = 5_000_000
 """About how many rows of a recursive CTE SQLite counts per second on one core (measured on the
 guide's 2-core machines: 10 million in 1.8 s); ``slow_statement`` sizes its SQLite query by it."""
+
+MIGRATION_LOCK = "alembic-migrations"
+"""The name of the lock ``migration_lock`` takes, prefixed with the schema or database."""
 
 RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
 """PostgreSQL's serialization_failure and deadlock_detected."""
@@ -342,3 +362,55 @@ def is_retryable_error(error: BaseException) -> bool:
     if _mysql_error_code(error) in RETRYABLE_MYSQL_ERRORS:
         return True
     return isinstance(error, OperationalError) and "database is locked" in str(original)
+
+
+@contextmanager
+def migration_lock(
+    connection: Connection, name: str = MIGRATION_LOCK, *, wait: float = 600.0
+) -> Iterator[None]:
+    """Hold a lock so that one process at a time migrates this database (use it in ``env.py``).
+
+    Two deploys, or two app workers migrating at start-up, would otherwise both read "not yet
+    upgraded" and both run the same migration; the second fails half-way (notebook 12 shows it).
+
+    * PostgreSQL: ``pg_advisory_xact_lock``, held until the transaction ends. Alembic runs all
+      migrations in one transaction there (transactional DDL), so the lock covers them all;
+      a transaction-level lock also works behind PgBouncer's transaction pooling.
+    * MySQL/MariaDB: ``GET_LOCK``, a named lock of the connection, released on the way out.
+      DDL commits implicitly there, so no transaction could hold a lock across migrations.
+      It waits at most ``wait`` seconds (MariaDB answers a negative wait, MySQL's "forever",
+      with NULL at once: no lock), and its answer is checked.
+    * SQLite: nothing to take. ``snippets.make_engine`` begins every transaction with ``BEGIN
+      IMMEDIATE``, the database's write lock, and ``env.py`` runs the migrations in one
+      transaction: the second process waits for the first (up to its busy timeout).
+
+    Take it inside the transaction that runs the migrations and before Alembic reads the
+    current version, so that the second process reads the version the first one wrote. The
+    lock is the current schema's (PostgreSQL) or database's (MySQL/MariaDB): namespaces that
+    migrate side by side do not wait for each other.
+
+    Raises:
+        TimeoutError: MySQL/MariaDB only, the lock was not free within ``wait`` seconds.
+    """
+    backend = backend_of(connection)
+    if backend == "postgresql":
+        connection.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.' || :name))"),
+            {"name": name},
+        )
+        yield
+    elif backend == "mysql":
+        taken = connection.execute(
+            text("SELECT GET_LOCK(CONCAT(DATABASE(), '.', :name), :wait)"),
+            {"name": name, "wait": wait},
+        ).scalar()
+        if taken != 1:
+            raise TimeoutError(f"another process held the migration lock {name!r} for {wait:g} s")
+        try:
+            yield
+        finally:
+            connection.execute(
+                text("SELECT RELEASE_LOCK(CONCAT(DATABASE(), '.', :name))"), {"name": name}
+            )
+    else:
+        yield

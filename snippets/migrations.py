@@ -9,14 +9,14 @@ sharing recipe) and migrates through it, with no second engine and no second eve
 
 Nothing here knows the guide's models or its migration scripts: the ``Config`` and the
 ``MetaData`` are always the caller's. ``migrations/env.py`` in the repository is the
-environment these functions are written for; ``render_sqlmodel_types`` and ``migration_lock``
-are the two pieces of it worth copying into yours.
+environment these functions are written for; ``render_sqlmodel_types`` here and
+``snippets.backends.migration_lock`` are the two pieces of it worth copying into yours.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from os import PathLike
 from typing import Any
 
 from alembic import command
@@ -24,15 +24,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.autogenerate.api import AutogenContext
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import MetaData, text
+from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.types import TypeDecorator, TypeEngine
-
-from snippets.backends import backend_of
-
-MIGRATION_LOCK = "alembic-migrations"
-"""The name of the lock ``migration_lock`` takes (one per database or schema)."""
 
 
 def render_sqlmodel_types(type_: str, obj: Any, autogen_context: AutogenContext) -> str | bool:
@@ -56,38 +51,12 @@ def _from_sqlmodel(type_: TypeEngine[Any]) -> bool:
     return type(type_).__module__.split(".")[0] == "sqlmodel"
 
 
-@contextmanager
-def migration_lock(connection: Connection, name: str = MIGRATION_LOCK) -> Iterator[None]:
-    """Hold a lock so that one process at a time migrates this database (use it in ``env.py``).
-
-    Two deploys, or two app workers migrating at start-up, would otherwise both read "not yet
-    upgraded" and both run the same migration; the second fails half-way (notebook 12 shows it).
-
-    * PostgreSQL: ``pg_advisory_xact_lock``, held until the transaction ends. Alembic runs all
-      migrations in one transaction there (transactional DDL), so the lock covers them all;
-      a transaction-level lock also works behind PgBouncer's transaction pooling.
-    * MySQL/MariaDB: ``GET_LOCK``, a named lock of the connection, released on the way out.
-      DDL commits implicitly there, so no transaction could hold a lock across migrations.
-    * SQLite: nothing to take. ``snippets.make_engine`` begins every transaction with ``BEGIN
-      IMMEDIATE``, the database's write lock, and ``env.py`` runs the migrations in one
-      transaction: the second process waits for the first (up to its busy timeout).
-
-    Take it inside the transaction that runs the migrations and before Alembic reads the
-    current version, so that the second process reads the version the first one wrote.
-    """
-    backend = backend_of(connection)
-    if backend == "postgresql":
-        connection.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": name})
-        yield
-    elif backend == "mysql":
-        # -1: wait as long as it takes; the first process may be running a long migration.
-        connection.execute(text("SELECT GET_LOCK(:name, -1)"), {"name": name})
-        try:
-            yield
-        finally:
-            connection.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": name})
-    else:
-        yield
+def use_scripts_in(config: Config, folder: str | PathLike[str]) -> Config:
+    """Make ``config`` read and write revision scripts in ``folder`` instead of its own
+    ``versions/`` (what ``version_locations`` does in a config file); returns ``config``."""
+    config.set_main_option("path_separator", "os")  # one folder, whatever its name contains
+    config.set_main_option("version_locations", str(folder))
+    return config
 
 
 async def run_command(
