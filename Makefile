@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 CODE := snippets tests browser_tests tools examples migrations notebooks
 
-.PHONY: install run test test-lab bench lint typecheck lab pgbouncer strip clean
+.PHONY: install run test test-lab bench migrate lint typecheck lab pgbouncer strip clean
 
 ## install: create .venv if missing and install the project with its notebook and test tools
 install: $(INSTALLED)
@@ -33,6 +33,11 @@ test-lab: install
 ## writes build/bench/bulk.json and bulk.png, exit 1 if a PostgreSQL target is missed
 bench: install
 	$(BIN)/python tools/bench.py
+
+## migrate: upgrade the database of DATABASE_URL (the SQLite default if unset) to the newest
+## revision of migrations/; other alembic commands: .venv/bin/alembic --help
+migrate: install
+	$(BIN)/alembic upgrade head
 
 lint: install
 	$(BIN)/ruff check $(CODE)

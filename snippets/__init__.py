@@ -20,6 +20,8 @@ Each module is one idea, taught by a notebook:
   of ways to do it measured, and keyset pagination (notebook 10);
 * ``snippets.concurrency``: bounded fan-out, finished commits, a timeout-safe session scope
   (notebook 11);
+* ``snippets.migrations``: Alembic commands from async code, the schema compared with the
+  models (notebook 12);
 * ``snippets.notebook``: showing real source, and demonstrating errors, in the notebooks.
 """
 

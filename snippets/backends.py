@@ -66,6 +66,9 @@ class BackendFacts:
     naive_column_refuses_aware: bool = False
     """An aware ``datetime`` sent for a naive column (``DateTime(timezone=False)``) is refused
     (asyncpg); aiosqlite and aiomysql store it with its offset dropped."""
+    alters_columns: bool = True
+    """``ALTER TABLE`` can change a column (type, nullability) and add or drop constraints.
+    SQLite's can add, rename and drop columns only: Alembic's batch mode copies the table."""
     transactional_ddl: bool = True
     """DDL runs inside the migration's transaction, so a migration that fails half-way leaves
     nothing behind (SQLite: with ``make_engine``'s ``BEGIN`` and ``migrations/env.py``'s one
@@ -99,6 +102,7 @@ FACTS: dict[Backend, BackendFacts] = {
         loop_bound_connections=False,
         cancel_stops_statement=False,
         cancel_waits_for_statement=True,
+        alters_columns=False,
         serialises_migrations=True,
     ),
     "postgresql": BackendFacts(

@@ -88,7 +88,8 @@ def show_source(*objects: Any) -> Markdown:
 
 
 def definitions(path: str | Path, *names: str) -> dict[str, str]:
-    """The source of top-level functions and classes in a project file, decorators included.
+    """The source of top-level functions, classes and assignments (``NAME = ...``) in a project
+    file, decorators included.
 
     For files that are not importable modules, such as ``tests/conftest.py``. ``path`` is
     relative to the project root.
@@ -103,6 +104,11 @@ def definitions(path: str | Path, *names: str) -> dict[str, str]:
         if isinstance(node, definition) and node.name in names:
             start = min([node.lineno, *(d.lineno for d in node.decorator_list)])
             found[node.name] = "\n".join(lines[start - 1 : node.end_lineno])
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                if isinstance(target, ast.Name) and target.id in names:
+                    found[target.id] = "\n".join(lines[node.lineno - 1 : node.end_lineno])
     missing = [name for name in names if name not in found]
     if missing:
         raise LookupError(f"{path} defines no top-level {', '.join(missing)}")

@@ -24,6 +24,14 @@ def test_definitions_include_decorators_and_stop_at_the_end() -> None:
     assert "def session" not in found["engine"]
 
 
+def test_definitions_include_top_level_assignments_whole() -> None:
+    found = definitions("examples/mission_migrations/m3_backfill_slug.py", "mission", "BATCH")
+    assert found["BATCH"] == "BATCH = 250"
+    assert found["mission"].startswith("mission = sa.table(")
+    assert found["mission"].endswith(")")
+    assert "def upgrade" not in found["mission"]
+
+
 def test_show_definitions_names_the_file() -> None:
     shown = show_definitions("tests/conftest.py", "namespace").data
     assert shown.startswith("`tests/conftest.py` · `namespace`\n```python\n@pytest.fixture")
