@@ -11,14 +11,16 @@ connection it is given. What changed from the template, and why:
   notebooks and tests migrate side by side without seeing each other.
 * **A caller's connection and metadata.** ``config.attributes["connection"]`` (connection
   sharing) and ``config.attributes["target_metadata"]`` (a model set other than the guide's).
-* **SQLite:** ``render_as_batch`` (SQLite's ALTER TABLE cannot change or drop most things; batch
-  mode copies the table instead) and one transaction for the whole run.
+* **SQLite:** ``render_as_batch`` (SQLite's ALTER TABLE can add, rename and drop a column but
+  not change one or add a constraint; batch mode copies the table instead) and one transaction
+  for the whole run.
 * **SQLModel types** rendered as plain SQLAlchemy (``snippets.migrations.render_sqlmodel_types``).
 * **A lock** (``snippets.backends.migration_lock``): two processes never migrate at once.
 * **A running event loop** (a notebook, an async app) gets a clear error instead of
   ``asyncio.run``'s, saying to pass a connection.
-* **Logging** set up for the command line only: the template's ``fileConfig`` would also
-  disable every logger an application had configured before migrating from its own code.
+* **Logging** set up for the command line only: the template's ``fileConfig`` also disables
+  every logger an application created before migrating from its own code (checked: a
+  ``logging.getLogger("myapp")`` made before it has ``disabled == True`` after it).
 """
 
 import asyncio
