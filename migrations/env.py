@@ -25,6 +25,7 @@ connection it is given. What changed from the template, and why:
 
 import asyncio
 import logging
+from contextlib import nullcontext
 from typing import Any
 
 from alembic import context
@@ -88,12 +89,9 @@ def run_migrations_offline() -> None:
 
 def do_run_migrations(connection: Connection) -> None:
     context.configure(connection=connection, **options_for(backend_of(connection)))
-    with context.begin_transaction():
-        if config.attributes.get("migration_lock", True):  # False: notebook 12's demonstration
-            with migration_lock(connection):
-                context.run_migrations()
-        else:
-            context.run_migrations()
+    locked = config.attributes.get("migration_lock", True)  # False: notebook 12's demonstration
+    with context.begin_transaction(), migration_lock(connection) if locked else nullcontext():
+        context.run_migrations()
 
 
 async def run_async_migrations() -> None:

@@ -2,8 +2,8 @@
 
 Notebooks and helpers ask this module instead of growing ``if backend == ...`` chains: which
 backend an engine is, how to ask its version or a connection's server-side id, how to end a
-connection from outside, how to write an upsert, which errors are worth retrying, and the
-isolation level a transaction gets by default.
+connection from outside, how to write an upsert, which errors are worth retrying, the
+isolation level a transaction gets by default, and how to lock a database while migrating it.
 
 * SQLite through ``aiosqlite``: a file, no server; one writer at a time.
 * PostgreSQL through ``asyncpg``.

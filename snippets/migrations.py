@@ -109,7 +109,8 @@ async def current_revisions(engine: AsyncEngine) -> tuple[str, ...]:
 
 async def schema_diff(engine: AsyncEngine, metadata: MetaData, **options: Any) -> list[Any]:
     """What autogenerate would write to make the database match ``metadata``: ``[]`` when it
-    already does. Each entry is a tuple such as ``("add_column", schema, table, Column)``.
+    already does. Each entry is a tuple such as ``("add_column", schema, table, Column)``, or,
+    for changes to one existing column, a list of tuples such as ``("modify_default", ...)``.
 
     ``options`` are ``EnvironmentContext.configure`` options (``compare_server_default=True``,
     ``include_object=...``); the ``alembic_version`` table is never reported.

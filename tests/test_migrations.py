@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -256,8 +257,6 @@ async def test_a_migration_failing_half_way_leaves_what_the_backend_keeps(
 
 
 def migrate_in_two_processes(namespace: str, *options: str) -> list[dict[str, object]]:
-    import json
-
     command_line = [
         sys.executable,
         str(PROJECT_ROOT / "examples" / "migrate.py"),
