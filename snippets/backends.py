@@ -82,6 +82,10 @@ class BackendFacts:
     """Two processes migrating at once take turns even without a lock (SQLite: the migration's
     ``BEGIN IMMEDIATE`` is the whole database's write lock). Elsewhere both run the migration
     and the second fails: ``migration_lock`` prevents it."""
+    explicit_id_advances_counter: bool = True
+    """A row inserted with an explicit integer primary key moves the table's counter past it
+    (SQLite's rowid, MySQL/MariaDB's AUTO_INCREMENT). A PostgreSQL sequence does not move, so
+    a later insert that lets it choose can collide: never let a client choose ids (notebook 13)."""
     cancel_waits_for_statement: bool = False
     """SQLite: a cancelled statement is not interrupted, and closing its connection waits for
     it, so the ``TimeoutError`` arrives only when the statement ends; the closed connection then
@@ -115,6 +119,7 @@ FACTS: dict[Backend, BackendFacts] = {
         orm_insert_batches=True,
         locks_rows=True,
         naive_column_refuses_aware=True,
+        explicit_id_advances_counter=False,
     ),
     "mysql": BackendFacts(
         "MySQL/MariaDB",

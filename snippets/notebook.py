@@ -5,6 +5,10 @@ runs, so that a notebook never shows a copy of code that could drift from what r
 
 ``raises`` is how a notebook demonstrates an error: the cell fails loudly if nothing (or
 something else) is raised, instead of leaving a stale error from an earlier run in a variable.
+
+``ClaimIndex`` collects the verdicts of a notebook that checks claims (notebook 13): each entry
+records its verdict after its live run, and the index table at the top of the notebook is
+redrawn from those records, so the table and the entries cannot disagree.
 """
 
 from __future__ import annotations
@@ -12,12 +16,16 @@ from __future__ import annotations
 import ast
 import inspect
 import re
+import subprocess
+import sys
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar, get_args
 
-from IPython.display import Markdown
+from IPython.display import DisplayHandle, Markdown, display
 
 from snippets.config import PROJECT_ROOT
 
@@ -76,6 +84,21 @@ def raises(
     raise AssertionError(f"expected {names} to be raised, and nothing was")
 
 
+def run_without(module: str, code: str) -> str:
+    """Run ``code`` in a fresh Python where importing ``module`` fails, as if it were not
+    installed; return the last line of its error.
+
+    Raises:
+        AssertionError: the program did not fail.
+    """
+    program = f"import sys; sys.modules[{module!r}] = None\n{code}"
+    finished = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert finished.returncode != 0, "expected the program to fail"
+    return finished.stderr.strip().splitlines()[-1]
+
+
 def show_source(*objects: Any) -> Markdown:
     """Display the source of importable objects (functions, classes), each under its name."""
     blocks = []
@@ -126,3 +149,113 @@ def show_definitions(path: str | Path, *names: str) -> Markdown:
 
 def _markdown(text: str) -> Markdown:
     return Markdown(text)  # type: ignore[no-untyped-call]  # IPython is untyped
+
+
+Verdict = Literal["correct", "outdated", "misleading", "wrong"]
+"""correct: true today; outdated: was true, or was the way, before a release changed it;
+misleading: runs, but teaches the wrong lesson or hides a cost; wrong: fails, or was never true."""
+VERDICTS: tuple[Verdict, ...] = get_args(Verdict)
+
+
+@dataclass(frozen=True)
+class Checked:
+    """One claim, checked live: where it comes from, the verdict, and where to learn more."""
+
+    number: int
+    topic: str
+    claim: str
+    guide: str
+    """The guide or guides it comes from: their numbers, e.g. ``000, 003``."""
+    verdict: Verdict
+    chapter: str
+    """A notebook file name in ``notebooks/``, e.g. ``07_pool.ipynb``."""
+    instead: str
+    """What to write instead (Markdown, one line)."""
+
+
+class ClaimIndex:
+    """The claims a notebook checks, with an index table that fills in as they are checked.
+
+    ::
+
+        claims = ClaimIndex()
+        claims.show_index()              # at the top: an empty table, redrawn by each verdict
+        claims.topic("Engine options")
+        ...                              # the live run and its asserts
+        claims.verdict("`future=True` is needed", guide="000_...txt", verdict="outdated",
+                       chapter="01_engine.ipynb", instead="leave it out")
+    """
+
+    def __init__(self, notebooks: Path | None = None) -> None:
+        self.notebooks = notebooks or PROJECT_ROOT / "notebooks"
+        self.checked: list[Checked] = []
+        self._topic = ""
+        self._index: DisplayHandle | None = None
+
+    def topic(self, name: str) -> None:
+        """Set the topic of the verdicts that follow."""
+        self._topic = name
+
+    def verdict(
+        self, claim: str, *, guide: str, verdict: Verdict, chapter: str, instead: str
+    ) -> Markdown:
+        """Record a claim's verdict, redraw the index, and return the verdict line to show.
+
+        Raises:
+            ValueError: an unknown verdict, no topic set yet, or a claim recorded twice.
+            FileNotFoundError: ``chapter`` is not a notebook of the guide.
+        """
+        if verdict not in VERDICTS:
+            raise ValueError(f"verdict must be one of {VERDICTS}, not {verdict!r}")
+        if not self._topic:
+            raise ValueError("call topic() before the first verdict")
+        if any(entry.claim == claim for entry in self.checked):
+            raise ValueError(f"claim recorded twice: {claim}")
+        entry = Checked(len(self.checked) + 1, self._topic, claim, guide, verdict, chapter, instead)
+        self.chapter_title(chapter)  # a link to a chapter that does not exist fails here
+        self.checked.append(entry)
+        if self._index is not None:
+            self._index.update(_markdown(self.index_table()))  # type: ignore[no-untyped-call]
+        link = f"[{self.chapter_title(chapter)}]({chapter})"
+        return _markdown(
+            f"**Claim {entry.number} · verdict: {verdict}.** Instead: {instead} Taught in {link}."
+        )
+
+    def show_index(self) -> None:
+        """Display the index table; each later ``verdict`` redraws it in place."""
+        self._index = display(_markdown(self.index_table()), display_id=True)  # type: ignore[no-untyped-call]
+
+    def index_table(self) -> str:
+        """The index as a Markdown table: claim, guide, verdict, chapter, by topic."""
+        if not self.checked:
+            return "*The index fills in as the claims below run (Run All).*"
+        rows = [
+            "| # | Topic | Claim | Guide | Verdict | Chapter |",
+            "|--:|---|---|---|---|---|",
+        ]
+        for entry in self.checked:
+            chapter = f"[{entry.chapter[:2]}]({entry.chapter})"
+            rows.append(
+                f"| {entry.number} | {entry.topic} | {entry.claim} | {entry.guide} "
+                f"| **{entry.verdict}** | {chapter} |"
+            )
+        totals = Counter(entry.verdict for entry in self.checked)
+        summary = ", ".join(f"{totals[verdict]} {verdict}" for verdict in VERDICTS)
+        return "\n".join(rows) + f"\n\n{len(self.checked)} claims: {summary}."
+
+    def counts(self) -> dict[Verdict, int]:
+        """How many claims got each verdict (every verdict listed, zeros included)."""
+        totals = Counter(entry.verdict for entry in self.checked)
+        return {verdict: totals[verdict] for verdict in VERDICTS}
+
+    def chapter_title(self, chapter: str) -> str:
+        """The title of a chapter: the first heading of its notebook, e.g. ``07 · ...``.
+
+        Raises:
+            FileNotFoundError: no such notebook.
+        """
+        path = self.notebooks / chapter
+        if not path.is_file():
+            raise FileNotFoundError(f"no chapter {chapter} in {self.notebooks}")
+        found = re.search(r'"# (\d\d · [^"\\]+)', path.read_text(encoding="utf-8"))
+        return found.group(1).strip() if found else chapter

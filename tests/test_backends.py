@@ -117,3 +117,25 @@ async def test_killing_needs_a_server(engine: AsyncEngine) -> None:
             await kill_connections(engine, [1])
         with pytest.raises(ValueError, match="SQLite has no server connections"):
             await fill_pool(engine, 1)
+
+
+async def test_an_explicit_id_moves_the_counter_only_where_the_facts_say(
+    engine: AsyncEngine,
+) -> None:
+    # A row with an id the client chose, then two the database numbers itself.
+    async with engine.begin() as conn:
+        await conn.execute(Hero.__table__.insert(), {"id": 2, "name": "chosen", "secret_name": "s"})
+    ids: list[int | str] = []
+    for name in ("first", "second"):
+        try:
+            async with engine.begin() as conn:
+                result = await conn.execute(
+                    Hero.__table__.insert(), {"name": name, "secret_name": "s"}
+                )
+                ids.append(result.inserted_primary_key[0])
+        except IntegrityError:
+            ids.append("duplicate")
+    if facts(engine).explicit_id_advances_counter:
+        assert ids == [3, 4]
+    else:  # the sequence hands out 1, then 2, which the chosen row holds
+        assert ids == [1, "duplicate"]

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 
 import pytest
 
-from snippets.notebook import definitions, raises, show_definitions, show_source
+from snippets.notebook import (
+    ClaimIndex,
+    definitions,
+    raises,
+    run_without,
+    show_definitions,
+    show_source,
+)
 from snippets.session import make_sessionmaker
 
 
@@ -68,3 +76,51 @@ def test_raises_lets_other_errors_through() -> None:
 def test_raised_value_before_the_block_ends_is_an_error() -> None:
     with pytest.raises(AssertionError, match="after the"), raises(ValueError) as caught:
         caught.value  # noqa: B018
+
+
+def test_run_without_reports_the_missing_module() -> None:
+    assert run_without("json", "import json") == (
+        "ModuleNotFoundError: import of json halted; None in sys.modules"
+    )
+    with pytest.raises(AssertionError, match="expected the program to fail"):
+        run_without("json", "print('fine without it')")
+
+
+def test_claim_index_records_verdicts_and_builds_the_table(tmp_path: Path) -> None:
+    (tmp_path / "01_first.ipynb").write_text('{"cells": [{"source": ["# 01 · The first one\\n"]}]}')
+    claims = ClaimIndex(notebooks=tmp_path)
+    assert "fills in" in claims.index_table()
+    with pytest.raises(ValueError, match="topic"):
+        claims.verdict("x", guide="000", verdict="wrong", chapter="01_first.ipynb", instead="y")
+    claims.topic("Engines")
+    shown = claims.verdict(
+        "`future=True` is needed",
+        guide="000, 003",
+        verdict="outdated",
+        chapter="01_first.ipynb",
+        instead="leave it out.",
+    ).data
+    assert shown == (
+        "**Claim 1 · verdict: outdated.** Instead: leave it out. "
+        "Taught in [01 · The first one](01_first.ipynb)."
+    )
+    table = claims.index_table()
+    assert "| 1 | Engines | `future=True` is needed | 000, 003 | **outdated** |" in table
+    assert table.endswith("1 claims: 0 correct, 1 outdated, 0 misleading, 0 wrong.")
+    assert claims.counts() == {"correct": 0, "outdated": 1, "misleading": 0, "wrong": 0}
+
+
+def test_claim_index_refuses_what_would_make_the_index_wrong(tmp_path: Path) -> None:
+    (tmp_path / "01_first.ipynb").write_text('{"cells": [{"source": ["# 01 · The first one\\n"]}]}')
+    claims = ClaimIndex(notebooks=tmp_path)
+    claims.topic("Engines")
+    claims.verdict("a claim", guide="000", verdict="correct", chapter="01_first.ipynb", instead=".")
+    with pytest.raises(ValueError, match="twice"):
+        claims.verdict(
+            "a claim", guide="001", verdict="wrong", chapter="01_first.ipynb", instead="."
+        )
+    with pytest.raises(ValueError, match="verdict must be one of"):
+        claims.verdict("b", guide="000", verdict="dubious", chapter="01_first.ipynb", instead=".")  # type: ignore[arg-type]
+    with pytest.raises(FileNotFoundError, match=r"no chapter 02_missing\.ipynb"):
+        claims.verdict("c", guide="000", verdict="wrong", chapter="02_missing.ipynb", instead=".")
+    assert len(claims.checked) == 1

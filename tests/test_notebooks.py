@@ -121,3 +121,22 @@ def test_each_notebook_has_its_own_namespace() -> None:
             assert namespace not in owners, f"{path.name} and {owners[namespace]} share it"
             assert not namespace.startswith("test_"), "test_* namespaces belong to tests/"
             owners[namespace] = path.name
+
+
+def test_every_checked_claim_records_its_verdict_in_the_index() -> None:
+    # Notebook 13's index is drawn from claims.verdict(...) calls: an entry without one would be
+    # missing from the index, and one with a second heading but no verdict would be unchecked.
+    cells = load(NOTEBOOK_DIR / "13_advice_checked.ipynb").cells
+    entries: list[list[str]] = []
+    for cell in cells:
+        if cell.cell_type == "markdown" and cell.source.startswith("## Summary"):
+            break
+        if cell.cell_type == "markdown" and cell.source.startswith("### "):
+            entries.append([])
+        elif entries and cell.cell_type == "code":
+            entries[-1].append(cell.source)
+    assert len(entries) >= 40
+    for number, sources in enumerate(entries, 1):
+        assert any("claims.verdict(" in source for source in sources), f"entry {number}"
+        checks = r"^\s*(assert |with raises\()"
+        assert any(re.search(checks, source, re.MULTILINE) for source in sources), number
