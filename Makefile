@@ -3,9 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
-CODE := snippets tests browser_tests tools examples migrations notebooks
+CODE := snippets tests browser_tests tools examples migrations notebooks site
 
-.PHONY: install run test test-lab bench migrate lint typecheck lab pgbouncer strip clean
+.PHONY: install run test test-lab site test-site bench migrate lint typecheck lab pgbouncer strip clean
 
 ## install: create .venv if missing and install the project with its notebook and test tools
 install: $(INSTALLED)
@@ -27,7 +27,17 @@ test: lint typecheck
 ## test-lab: every notebook in JupyterLab, Run All in headless Chromium (Debian's chromium
 ## package); screenshots in build/lab/
 test-lab: install
-	$(BIN)/python -m pytest browser_tests -v
+	$(BIN)/python -m pytest browser_tests/test_lab.py -v
+
+## site: the website of the executed notebooks in build/site (open build/site/index.html);
+## reads what `make run` wrote to build/notebooks and executes nothing
+site: install
+	$(BIN)/python tools/build_site.py
+
+## test-site: the website in headless Chromium (every page, output, image and link, the
+## search); screenshots in build/site-shots/. Run `make run site` first.
+test-site: install
+	$(BIN)/python -m pytest browser_tests/test_site.py -v
 
 ## bench: the bulk-loading ladder of notebook 10 at 100,000 rows on the current backend;
 ## writes build/bench/bulk.json and bulk.png, exit 1 if a PostgreSQL target is missed

@@ -63,6 +63,13 @@ def test_all_passing_exits_zero(tmp_path: Path, capsys: pytest.CaptureFixture[st
     good = write_notebook(tmp_path / "01_good.ipynb", "1 + 1")
     assert main([str(good), "--out", str(tmp_path / "out")]) == 0
     assert "1 passed, 0 failed" in capsys.readouterr().out
+    # The executed copy records how it ran, for the website's line under each title.
+    record = nbformat.read(tmp_path / "out" / "01_good.ipynb", as_version=4).metadata.guide_run
+    assert record["status"] == "ok"
+    assert len(record["seconds"]) == 1
+    assert set(record["versions"]) >= {"sqlalchemy", "sqlmodel", "fastapi"}
+    assert record["backend"] in ("SQLite", "PostgreSQL", "MySQL/MariaDB")
+    assert ":***@" in record["url"] or "@" not in record["url"]  # never a password
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,10 @@ the notebook's folder as working directory (as in JupyterLab); the executed copy
 errors included, is written to ``build/notebooks/``. The exit status is 1 when any notebook fails,
 2 when the database URL is unusable or the database does not answer (checked once, first).
 
+Each executed copy records how it ran in its metadata, under ``guide_run``: the database (its
+backend and URL, password hidden), Python and the library versions, the date, the outcome and the
+seconds; ``make site`` shows it on each page.
+
 ``--runs 2`` runs each notebook twice in the same kernel, as a learner who presses Run All
 again does. Anything a notebook writes to stderr that looks like a traceback or a warning is
 reported as *noise*: a learner cannot tell it from a failure (``tests/test_learner_runs.py``
@@ -15,7 +19,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
+import importlib.metadata
 import os
+import platform
 import re
 import sys
 import time
@@ -27,9 +34,14 @@ from typing import Any
 import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
+from sqlalchemy.engine import URL
 
 from snippets import DatabaseConfigError, DatabaseUnreachableError, check_database
+from snippets.backends import FACTS, backend_of
 from snippets.config import PROJECT_ROOT
+
+RECORDED_VERSIONS = ("sqlalchemy", "sqlmodel", "fastapi", "pydantic", "alembic")
+"""Libraries whose versions each executed notebook records, with its database driver's."""
 
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 FAILING_LINE = re.compile(r"^\s*-+>\s*\d+ ")
@@ -46,6 +58,21 @@ class Outcome:
     detail: str = ""
     noise: list[str] = field(default_factory=list)
     """stderr outputs that contain a traceback or a warning, prefixed with run and cell."""
+
+
+def run_record(url: URL, outcome: Outcome) -> dict[str, Any]:
+    """What ``guide_run`` records in an executed notebook: database, versions, date, outcome."""
+    driver = url.get_driver_name()
+    versions = {name: importlib.metadata.version(name) for name in (*RECORDED_VERSIONS, driver)}
+    return {
+        "backend": FACTS[backend_of(url)].label,
+        "url": url.render_as_string(hide_password=True),
+        "python": platform.python_version(),
+        "versions": versions,
+        "date": datetime.date.today().isoformat(),
+        "status": outcome.status,
+        "seconds": [round(seconds, 1) for seconds in outcome.seconds],
+    }
 
 
 def failing_line(traceback: str) -> str:
@@ -139,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     for number, path in enumerate(paths, start=1):
         print(f"[{number}/{len(paths)}] {path.name} ", end="", flush=True)
         notebook, outcome = execute(path, runs=args.runs, timeout=args.timeout)
+        notebook.metadata["guide_run"] = run_record(url, outcome)
         nbformat.write(notebook, args.out / path.name)  # type: ignore[no-untyped-call]
         print(f" {outcome.status} in {sum(outcome.seconds):.1f} s")
         if outcome.detail:
