@@ -182,8 +182,8 @@ class ClaimIndex:
         claims.show_index()              # at the top: an empty table, redrawn by each verdict
         claims.topic("Engine options")
         ...                              # the live run and its asserts
-        claims.verdict("`future=True` is needed", guide="000_...txt", verdict="outdated",
-                       chapter="01_engine.ipynb", instead="leave it out")
+        claims.verdict("`future=True` is needed", guide="000", verdict="outdated",
+                       chapter="01_engine.ipynb", instead="leave it out.")
     """
 
     def __init__(self, notebooks: Path | None = None) -> None:
