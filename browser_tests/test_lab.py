@@ -28,9 +28,10 @@ from playwright.sync_api import Browser, Page
 
 from browser_tests.chromium import free_port, require_chromium
 from snippets.config import PROJECT_ROOT, SQLITE_DIR_VAR
+from snippets.notebook import chapters
 from tools.run_notebooks import failing_line, stderr_noise
 
-NOTEBOOKS = sorted((PROJECT_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+NOTEBOOKS = chapters()
 SHOTS = PROJECT_ROOT / "build" / "lab"
 RUN_ALL_TIMEOUT = 120.0
 """Seconds one notebook's Run All may take in the browser (about 20 s is the goal on SQLite)."""

@@ -16,21 +16,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urldefrag, urljoin
 
-import nbformat
 import pytest
 from playwright.sync_api import Browser, Page
 
 from browser_tests.chromium import free_port
 from snippets.config import PROJECT_ROOT
+from snippets.notebook import chapter_title, chapters
 
 SITE = PROJECT_ROOT / "build" / "site"
 SHOTS = PROJECT_ROOT / "build" / "site-shots"
-NOTEBOOKS = sorted((PROJECT_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-
-
-def title_of(path: Path) -> str:
-    notebook = nbformat.read(path, as_version=4)  # type: ignore[no-untyped-call]
-    return str(notebook.cells[0].source.splitlines()[0]).removeprefix("# ")
+NOTEBOOKS = chapters()
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -82,7 +77,7 @@ def check_page(page: Page, url: str, title: str, shot: str) -> set[str]:
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[path.stem for path in NOTEBOOKS])
 def test_chapter_page(site: str, page: Page, notebook: Path) -> None:
     links = check_page(
-        page, urljoin(site, f"{notebook.stem}.html"), title_of(notebook), notebook.stem
+        page, urljoin(site, f"{notebook.stem}.html"), chapter_title(notebook), notebook.stem
     )
     assert page.locator(".cell_output").count() >= 1, "no rendered output"
     assert page.locator("button.copybtn").count() >= 1, "no copy button on the code"

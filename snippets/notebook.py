@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import json
 import re
 import subprocess
 import sys
@@ -30,6 +31,18 @@ from IPython.display import DisplayHandle, Markdown, display
 from snippets.config import PROJECT_ROOT
 
 E = TypeVar("E", bound=BaseException)
+CHAPTERS_DIR = PROJECT_ROOT / "notebooks"
+
+
+def chapters(folder: Path = CHAPTERS_DIR) -> list[Path]:
+    """The guide's chapters in order: the ``NN_*.ipynb`` notebooks of ``folder``."""
+    return sorted(folder.glob("[0-9][0-9]_*.ipynb"))
+
+
+def chapter_title(path: Path) -> str:
+    """A chapter's title: the first line of its first cell, without the ``# ``."""
+    notebook = json.loads(path.read_text(encoding="utf-8"))
+    return "".join(notebook["cells"][0]["source"]).splitlines()[0].removeprefix("# ")
 
 
 class Raised(Generic[E]):
@@ -187,7 +200,7 @@ class ClaimIndex:
     """
 
     def __init__(self, notebooks: Path | None = None) -> None:
-        self.notebooks = notebooks or PROJECT_ROOT / "notebooks"
+        self.notebooks = notebooks or CHAPTERS_DIR
         self.checked: list[Checked] = []
         self._topic = ""
         self._index: DisplayHandle | None = None
@@ -257,5 +270,4 @@ class ClaimIndex:
         path = self.notebooks / chapter
         if not path.is_file():
             raise FileNotFoundError(f"no chapter {chapter} in {self.notebooks}")
-        found = re.search(r'"# (\d\d · [^"\\]+)', path.read_text(encoding="utf-8"))
-        return found.group(1).strip() if found else chapter
+        return chapter_title(path)

@@ -7,15 +7,15 @@ from pathlib import Path
 import pytest
 
 from snippets.config import PROJECT_ROOT
+from snippets.notebook import chapters
 from tools import build_site
 
 
 def test_home_page_table_is_the_readmes_with_links_to_pages() -> None:
     table = build_site.chapters_table((PROJECT_ROOT / "README.md").read_text())
     rows = table.splitlines()
-    chapters = sorted((PROJECT_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-    assert len(rows) == 2 + len(chapters)  # header, rule, one row per chapter
-    for chapter in chapters:
+    assert len(rows) == 2 + len(chapters())  # header, rule, one row per chapter
+    for chapter in chapters():
         assert f"]({chapter.name})" in table
     assert "](notebooks/" not in table
 

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from snippets.config import PROJECT_ROOT, SQLITE_DIR_VAR
+from snippets.config import SQLITE_DIR_VAR
+from snippets.notebook import chapters
 from tools.run_notebooks import execute
 
-NOTEBOOKS = sorted((PROJECT_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+NOTEBOOKS = chapters()
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[path.stem for path in NOTEBOOKS])

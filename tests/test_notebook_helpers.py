@@ -9,6 +9,8 @@ import pytest
 
 from snippets.notebook import (
     ClaimIndex,
+    chapter_title,
+    chapters,
     definitions,
     raises,
     run_without,
@@ -124,3 +126,9 @@ def test_claim_index_refuses_what_would_make_the_index_wrong(tmp_path: Path) -> 
     with pytest.raises(FileNotFoundError, match=r"no chapter 02_missing\.ipynb"):
         claims.verdict("c", guide="000", verdict="wrong", chapter="02_missing.ipynb", instead=".")
     assert len(claims.checked) == 1
+
+
+def test_chapters_are_the_numbered_notebooks_with_their_titles() -> None:
+    found = chapters()
+    assert [path.name[:2] for path in found] == sorted(path.name[:2] for path in found)
+    assert all(chapter_title(path).startswith(f"{path.name[:2]} · ") for path in found)

@@ -12,8 +12,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from snippets.notebook import chapter_title
+
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
-NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
+NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))  # every notebook, numbered or not: checked
 ALLOWED_NOTEBOOK_METADATA = {"kernelspec", "language_info"}
 ALLOWED_CELL_METADATA = {"tags"}
 
@@ -59,11 +61,6 @@ def test_reads_like_a_chapter(path: Path) -> None:
     assert re.search(r"^assert ", last.source, re.MULTILINE)
 
 
-def title(path: Path) -> str:
-    """The chapter's title: its first line without the ``# ``."""
-    return str(load(path).cells[0].source.splitlines()[0]).removeprefix("# ")
-
-
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[path.stem for path in NOTEBOOKS])
 def test_header_states_the_contract_and_the_time(path: Path) -> None:
     header = load(path).cells[0].source
@@ -80,14 +77,14 @@ def test_ends_with_further_reading_and_the_next_chapter_by_its_title(path: Path)
     last_line = summary.strip().splitlines()[-1]
     if following < len(NOTEBOOKS):
         after = NOTEBOOKS[following]
-        assert last_line == f"Next: [{title(after)}]({after.name}).", last_line
+        assert last_line == f"Next: [{chapter_title(after)}]({after.name}).", last_line
     else:
         assert last_line.startswith("Next: ")
         assert "(../README.md#the-notebooks)" in last_line
 
 
 def test_every_link_to_a_chapter_uses_its_exact_title() -> None:
-    titles = {path.name: title(path) for path in NOTEBOOKS}
+    titles = {path.name: chapter_title(path) for path in NOTEBOOKS}
     for path in NOTEBOOKS:
         markdown = "\n".join(c.source for c in load(path).cells if c.cell_type == "markdown")
         for text, target in re.findall(r"\[(\d\d · [^\]]+)\]\((\d\d_\w+\.ipynb)\)", markdown):

@@ -24,8 +24,9 @@ from typing import Any
 import nbformat
 
 from snippets.config import PROJECT_ROOT
+from snippets.notebook import CHAPTERS_DIR, chapters
 
-NOTEBOOKS = PROJECT_ROOT / "notebooks"
+NOTEBOOKS = CHAPTERS_DIR
 EXECUTED = PROJECT_ROOT / "build" / "notebooks"
 SOURCE = PROJECT_ROOT / "build" / "site-src"
 SITE = PROJECT_ROOT / "build" / "site"
@@ -85,7 +86,7 @@ def write_sources(names: list[str]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.parse_args(argv)
-    names = sorted(path.name for path in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    names = [path.name for path in chapters(NOTEBOOKS)]
     missing = [name for name in names if not (EXECUTED / name).is_file()]
     if missing:
         print(

@@ -39,6 +39,7 @@ from sqlalchemy.engine import URL
 from snippets import DatabaseConfigError, DatabaseUnreachableError, check_database
 from snippets.backends import FACTS, backend_of
 from snippets.config import PROJECT_ROOT
+from snippets.notebook import chapters
 
 RECORDED_VERSIONS = ("sqlalchemy", "sqlmodel", "fastapi", "pydantic", "alembic")
 """Libraries whose versions each executed notebook records, with its database driver's."""
@@ -152,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=1, help="Run All this many times per kernel")
     args = parser.parse_args(argv)
 
-    paths = args.notebooks or sorted((PROJECT_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    paths = args.notebooks or chapters()
     try:  # one clear message now, rather than the same failure in every notebook
         url = asyncio.run(check_database())
     except (DatabaseConfigError, DatabaseUnreachableError) as error:
