@@ -28,7 +28,7 @@ from playwright.sync_api import Browser, Page
 
 from browser_tests.chromium import free_port, require_chromium
 from snippets.config import PROJECT_ROOT, SQLITE_DIR_VAR
-from snippets.notebook import chapters
+from snippets.lab.chapters import chapters
 from tools.run_notebooks import failing_line, stderr_noise
 
 NOTEBOOKS = chapters()

@@ -21,7 +21,7 @@ from playwright.sync_api import Browser, Page
 
 from browser_tests.chromium import free_port
 from snippets.config import PROJECT_ROOT
-from snippets.notebook import chapter_title, chapters
+from snippets.lab.chapters import chapter_title, chapters
 
 SITE = PROJECT_ROOT / "build" / "site"
 SHOTS = PROJECT_ROOT / "build" / "site-shots"

@@ -34,11 +34,11 @@ from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection
 from sqlalchemy.pool import NullPool
 
-from snippets.backends import backend_of, migration_lock
+from snippets.backends import BackendFacts, facts, migration_lock
 from snippets.config import DatabaseConfigError, database_url
+from snippets.demo.models import metadata as guide_metadata
 from snippets.engine import DatabaseUnreachableError, open_engine
 from snippets.migrations import render_sqlmodel_types
-from snippets.models import metadata as guide_metadata
 
 config = context.config
 
@@ -57,21 +57,20 @@ if config.cmd_opts is not None:  # the alembic command line, not a program's own
     messaging.propagate = False
 
 
-def options_for(backend: str) -> dict[str, Any]:
+def options_for(backend: BackendFacts) -> dict[str, Any]:
     """The ``context.configure`` options every run shares, online or offline."""
-    options: dict[str, Any] = {
+    return {
         "target_metadata": target_metadata,
         "render_item": render_sqlmodel_types,
         # Alembic compares server defaults only when asked; a changed default is otherwise
         # invisible to autogenerate (notebook 12).
         "compare_server_default": True,
-    }
-    if backend == "sqlite":
-        options["render_as_batch"] = True
+        # Where ALTER TABLE cannot change a column (SQLite), batch mode copies the table.
+        "render_as_batch": not backend.alters_columns,
         # SQLite's DDL is transactional, though Alembic assumes not: one transaction for the
         # whole run, so that a failed migration leaves nothing half-done (notebook 12).
-        options["transactional_ddl"] = True
-    return options
+        "transactional_ddl": backend.transactional_ddl,
+    }
 
 
 def run_migrations_offline() -> None:
@@ -81,14 +80,14 @@ def run_migrations_offline() -> None:
         url=url,
         literal_binds=True,
         dialect_opts={"paramstyle": "named"},
-        **options_for(backend_of(url)),
+        **options_for(facts(url)),
     )
     with context.begin_transaction():
         context.run_migrations()
 
 
 def do_run_migrations(connection: Connection) -> None:
-    context.configure(connection=connection, **options_for(backend_of(connection)))
+    context.configure(connection=connection, **options_for(facts(connection)))
     locked = config.attributes.get("migration_lock", True)  # False: notebook 12's demonstration
     with context.begin_transaction(), migration_lock(connection) if locked else nullcontext():
         context.run_migrations()

@@ -1,9 +1,12 @@
 """Everything that differs between the guide's three backends, in one place.
 
 Notebooks and helpers ask this module instead of growing ``if backend == ...`` chains: which
-backend an engine is, how to ask its version or a connection's server-side id, how to end a
+backend an engine is, what a namespace is there, how a connection attempt and a statement are
+bounded in time, how to ask its version or a connection's server-side id, how to end a
 connection from outside, how to write an upsert, which errors are worth retrying, the
 isolation level a transaction gets by default, and how to lock a database while migrating it.
+``BackendFacts`` holds the differences that are data; the functions below hold the ones that
+are code. No other module of ``snippets`` compares backend names (a test checks it).
 
 * SQLite through ``aiosqlite``: a file, no server; one writer at a time.
 * PostgreSQL through ``asyncpg``.
@@ -17,9 +20,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import Table, TextClause, text
+from sqlalchemy import Table, text
 from sqlalchemy.dialects import mysql, postgresql, sqlite
-from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.engine import URL, Connection, Dialect, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.dml import Insert
@@ -32,6 +35,10 @@ class BackendFacts:
     """What the notebooks and helpers need to know about one backend."""
 
     label: str
+    async_driver: str
+    """The asyncio driver this guide uses, as a URL names it (``postgresql+asyncpg://``)."""
+    sync_default: str
+    """The synchronous driver SQLAlchemy picks for a URL that names none."""
     version_sql: str
     connection_id_sql: str | None
     """The server-side id of the current connection; ``None`` where there is no server."""
@@ -86,6 +93,40 @@ class BackendFacts:
     """A row inserted with an explicit integer primary key moves the table's counter past it
     (SQLite's rowid, MySQL/MariaDB's AUTO_INCREMENT). A PostgreSQL sequence does not move, so
     a later insert that lets it choose can collide: never let a client choose ids (notebook 13)."""
+    namespace_kind: Literal["file", "schema", "database"] = "database"
+    """What a namespace of ``open_engine`` is: a SQLite file of its own, a PostgreSQL schema
+    (first on ``search_path``), a MySQL/MariaDB database (``<database>_<namespace>``)."""
+    connect_timeout_argument: str | None = None
+    """The driver's connect argument that bounds a connection attempt (asyncpg ``timeout``,
+    aiomysql ``connect_timeout``); SQLite opens a file and needs none."""
+    statement_limit: Literal["server setting", "session variable", "progress handler"] = (
+        "session variable"
+    )
+    """How ``make_engine(statement_timeout=...)`` limits a statement: PostgreSQL's
+    ``statement_timeout`` sent at connect time, MariaDB's ``max_statement_time`` (MySQL's
+    ``max_execution_time``) set on each new connection, SQLite's progress handler."""
+    driver_begins_transactions: bool = False
+    """The driver, not SQLAlchemy, decides when a transaction begins (Python's ``sqlite3``
+    "legacy transaction control", under aiosqlite too): ``make_engine`` takes it back."""
+    enforces_foreign_keys: bool = True
+    """FOREIGN KEY constraints are enforced without asking (SQLite: per connection, on
+    ``PRAGMA foreign_keys=ON``, which ``make_engine`` sends)."""
+    slow_statement_sql: str = "SELECT SLEEP(:seconds) {comment}"
+    """A read-only statement that runs for about ``:seconds`` (notebooks 07 and 11); SQLite has
+    no sleep function, so it counts a recursive CTE (a real query, which its progress handler
+    can stop, unlike a Python function), sized by ``SQLITE_ROWS_PER_SECOND``."""
+    active_statements_sql: str | None = (
+        "SELECT count(*) FROM information_schema.PROCESSLIST WHERE command = 'Query'"
+        " AND info LIKE :pattern AND id <> CONNECTION_ID()"
+    )
+    """How many other connections run a statement LIKE ``:pattern``; no server, no answer."""
+    kill_connection_sql: str | None = "KILL {id}"
+    """End a server connection from another one, by its id; ``None`` where there is none."""
+    copies_rows: bool = False
+    """The server loads rows from a binary ``COPY`` stream, the fastest way in (PostgreSQL,
+    through asyncpg's ``copy_records_to_table``; ``snippets.bulk.bulk_insert``)."""
+    has_pragmas: bool = False
+    """Settings are ``PRAGMA name=value`` per connection (SQLite's journal and sync modes)."""
     cancel_waits_for_statement: bool = False
     """SQLite: a cancelled statement is not interrupted, and closing its connection waits for
     it, so the ``TimeoutError`` arrives only when the statement ends; the closed connection then
@@ -95,6 +136,8 @@ class BackendFacts:
 FACTS: dict[Backend, BackendFacts] = {
     "sqlite": BackendFacts(
         "SQLite",
+        "aiosqlite",
+        "pysqlite",
         "SELECT sqlite_version()",
         None,
         "SERIALIZABLE",
@@ -108,9 +151,21 @@ FACTS: dict[Backend, BackendFacts] = {
         cancel_waits_for_statement=True,
         alters_columns=False,
         serialises_migrations=True,
+        namespace_kind="file",
+        has_pragmas=True,
+        statement_limit="progress handler",
+        driver_begins_transactions=True,
+        enforces_foreign_keys=False,
+        slow_statement_sql="WITH RECURSIVE counter(n) AS (SELECT 1 UNION ALL SELECT n + 1"
+        " FROM counter WHERE n < :seconds * {rows_per_second}) SELECT count(*) FROM counter"
+        " {comment}",
+        active_statements_sql=None,
+        kill_connection_sql=None,
     ),
     "postgresql": BackendFacts(
         "PostgreSQL",
+        "asyncpg",
+        "psycopg, in SQLAlchemy 2.1",
         "SELECT version()",
         "SELECT pg_backend_pid()",
         "READ COMMITTED",
@@ -120,9 +175,19 @@ FACTS: dict[Backend, BackendFacts] = {
         locks_rows=True,
         naive_column_refuses_aware=True,
         explicit_id_advances_counter=False,
+        namespace_kind="schema",
+        copies_rows=True,
+        connect_timeout_argument="timeout",
+        statement_limit="server setting",
+        slow_statement_sql="SELECT pg_sleep(:seconds) {comment}",
+        active_statements_sql="SELECT count(*) FROM pg_stat_activity WHERE state = 'active'"
+        " AND query LIKE :pattern AND pid <> pg_backend_pid()",
+        kill_connection_sql="SELECT pg_terminate_backend({id})",
     ),
     "mysql": BackendFacts(
         "MySQL/MariaDB",
+        "aiomysql",
+        "mysqlclient (MySQLdb)",
         "SELECT VERSION()",
         "SELECT CONNECTION_ID()",
         "REPEATABLE READ",
@@ -137,6 +202,7 @@ FACTS: dict[Backend, BackendFacts] = {
         cancel_stops_statement=False,
         transactional_ddl=False,
         fills_new_not_null_column=True,
+        connect_timeout_argument="connect_timeout",
     ),
 }
 
@@ -147,7 +213,7 @@ STATEMENT_TIMEOUT_MYSQL_ERRORS = frozenset({1969, 3024})
 (``max_execution_time``)."""
 SQLITE_ROWS_PER_SECOND = 5_000_000
 """About how many rows of a recursive CTE SQLite counts per second on one core (measured on the
-guide's 2-core machines: 10 million in 1.8 s); ``slow_statement`` sizes its SQLite query by it."""
+guide's 2-core machines: 10 million in 1.8 s); SQLite's ``slow_statement_sql`` is sized by it."""
 
 MIGRATION_LOCK = "alembic-migrations"
 """The name of the lock ``migration_lock`` takes, prefixed with the schema or database."""
@@ -177,52 +243,38 @@ def facts(target: Bind) -> BackendFacts:
     return FACTS[backend_of(target)]
 
 
-def slow_statement(
-    target: Bind | Backend, seconds: float, *, label: str = "slow_statement"
-) -> TextClause:
-    """A read-only statement that runs for about ``seconds`` on the server, for demonstrations.
-
-    PostgreSQL ``pg_sleep``, MySQL/MariaDB ``SLEEP``; SQLite has no sleep function, so it counts
-    a recursive CTE long enough to take about that long (a real query, which SQLite's interrupt
-    and progress handler can stop, unlike a Python function). It returns one row. ``label`` (a
-    word) goes into a comment in the SQL, for ``running_statements`` to find it among others.
-
-    Raises:
-        ValueError: ``label`` is not a plain word.
-    """
-    if not label.isidentifier():
-        raise ValueError(f"label must be a plain word, got {label!r}")
-    backend = target if isinstance(target, str) else backend_of(target)
-    comment = f"/* {label} */"
-    if backend == "postgresql":
-        return text(f"SELECT pg_sleep(:seconds) {comment}").bindparams(seconds=seconds)
-    if backend == "mysql":
-        return text(f"SELECT SLEEP(:seconds) {comment}").bindparams(seconds=seconds)
-    return text(
-        "WITH RECURSIVE counter(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM counter"
-        f" WHERE n < :rows) SELECT count(*) FROM counter {comment}"
-    ).bindparams(rows=max(1, int(seconds * SQLITE_ROWS_PER_SECOND)))
+def connect_arguments(
+    url: URL,
+    given: Mapping[str, Any],
+    *,
+    connect_timeout: float,
+    search_path: str | None = None,
+    statement_timeout: float | None = None,
+) -> dict[str, Any]:
+    """The driver's ``connect_args`` for ``make_engine``: ``given``, plus a bound on how long a
+    connection attempt may take and, on PostgreSQL, the server settings a namespace
+    (``search_path``) and a statement time limit are sent as when asyncpg connects."""
+    arguments = dict(given)
+    backend_facts = facts(url)
+    if backend_facts.connect_timeout_argument is not None:
+        arguments.setdefault(backend_facts.connect_timeout_argument, connect_timeout)
+    settings = dict(arguments.get("server_settings", {}))
+    if search_path is not None and backend_facts.namespace_kind == "schema":
+        settings["search_path"] = search_path
+    if statement_timeout is not None and backend_facts.statement_limit == "server setting":
+        settings["statement_timeout"] = str(round(statement_timeout * 1000))
+    if settings:
+        arguments["server_settings"] = settings
+    return arguments
 
 
-async def running_statements(admin: AsyncEngine, fragment: str) -> int | None:
-    """How many other server connections are running a statement that contains ``fragment``.
-
-    PostgreSQL ``pg_stat_activity``, MySQL/MariaDB ``information_schema.PROCESSLIST``; ``None``
-    on SQLite, which has no server to ask.
-    """
-    backend = backend_of(admin)
-    if backend == "sqlite":
-        return None
-    sql = (
-        "SELECT count(*) FROM pg_stat_activity WHERE state = 'active'"
-        " AND query LIKE :pattern AND pid <> pg_backend_pid()"
-        if backend == "postgresql"
-        else "SELECT count(*) FROM information_schema.PROCESSLIST WHERE command = 'Query'"
-        " AND info LIKE :pattern AND id <> CONNECTION_ID()"
-    )
-    async with admin.connect() as conn:
-        result = await conn.execute(text(sql), {"pattern": f"%{fragment}%"})
-        return int(result.scalar_one())
+def statement_limit_sql(dialect: Dialect, seconds: float) -> str:
+    """The ``SET SESSION`` that limits each statement of a MySQL/MariaDB connection. Ask after
+    the dialect's first connect, which tells MariaDB (``max_statement_time``, in seconds) from
+    MySQL (``max_execution_time``: SELECT statements only, in whole milliseconds)."""
+    if getattr(dialect, "is_mariadb", False):
+        return f"SET SESSION max_statement_time = {seconds:f}"
+    return f"SET SESSION max_execution_time = {round(seconds * 1000)}"
 
 
 def is_statement_timeout(error: BaseException) -> bool:
@@ -254,30 +306,6 @@ def lock_wait_options(backend: Backend, seconds: float) -> tuple[dict[str, Any],
     if backend == "postgresql":
         return {}, f"SET LOCAL lock_timeout = '{int(seconds * 1000)}ms'"
     return {}, f"SET SESSION innodb_lock_wait_timeout = {round(seconds)}"
-
-
-async def kill_connections(admin: AsyncEngine, ids: Sequence[int]) -> int:
-    """End these server connections from another engine, as a restart or a proxy would.
-
-    PostgreSQL: ``pg_terminate_backend``; MySQL/MariaDB: ``KILL``. Returns how many were ended.
-
-    Raises:
-        ValueError: on SQLite, which has no server connections to end.
-    """
-    backend = backend_of(admin)
-    if backend == "sqlite":
-        raise ValueError("SQLite has no server connections to end")
-    async with admin.connect() as conn:
-        if backend == "postgresql":
-            result = await conn.exec_driver_sql(
-                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))"
-                " FROM unnest($1::int[]) AS pid",
-                (list(ids),),
-            )
-            return int(result.scalar_one())
-        for connection_id in ids:
-            await conn.exec_driver_sql(f"KILL {int(connection_id)}")
-        return len(ids)
 
 
 async def raw_insert_many(

@@ -36,7 +36,7 @@ from sqlalchemy import Table, event, insert
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
-from snippets.backends import backend_of
+from snippets.backends import backend_of, facts
 
 Method = Literal["auto", "copy", "executemany"]
 BulkTarget = AsyncEngine | AsyncConnection | AsyncSession
@@ -88,9 +88,9 @@ async def _load(
     batch_size: int,
     method: Method,
 ) -> int:
-    backend = backend_of(conn)
-    if method == "copy" and backend != "postgresql":
-        raise ValueError(f"COPY is PostgreSQL's; this connection is {backend}")
+    copies = facts(conn).copies_rows
+    if method == "copy" and not copies:
+        raise ValueError(f"COPY is PostgreSQL's; this connection is {backend_of(conn)}")
     batches = _batches(rows, batch_size)
     first = next(batches, None)
     if first is None:
@@ -101,7 +101,7 @@ async def _load(
         raise ValueError(f"not columns of {table.name}: {', '.join(unknown)}")
     all_batches = itertools.chain([first], batches)
     defaults = _python_defaults(table, keys)
-    if backend != "postgresql" or method == "executemany" or defaults is None:
+    if not copies or method == "executemany" or defaults is None:
         # Core's executemany: as fast as a hand-made one (measured in notebook 10), and it
         # applies every kind of default. A table with an SQL-expression default lands here too.
         return await _load_with_core(conn, table, keys, all_batches, batch_size)
@@ -264,7 +264,7 @@ def set_sqlite_pragmas(engine: AsyncEngine, **pragmas: str) -> None:
     connection (``make_engine`` connects lazily), or ``await engine.dispose()`` after it
     (``open_engine`` has connected once).
     """
-    if backend_of(engine) != "sqlite":
+    if not facts(engine).has_pragmas:
         raise ValueError("PRAGMAs are SQLite's")
     for name, value in pragmas.items():
         if not (name.isidentifier() and value.replace("-", "").isalnum()):

@@ -16,6 +16,8 @@ from pathlib import Path
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from snippets.backends import FACTS, Backend
+
 ENV_VAR = "DATABASE_URL"
 """The environment variable every notebook, test and snippet reads."""
 
@@ -25,14 +27,6 @@ SQLITE_DIR_VAR = "GUIDE_SQLITE_DIR"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 """The guide's checkout, when ``snippets`` is imported from one (notebooks, tests, tools)."""
 
-# The async driver this guide uses for each backend, and the module that provides it.
-ASYNC_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "asyncpg", "mysql": "aiomysql"}
-SYNC_DEFAULTS = {
-    "sqlite": "pysqlite",
-    "postgresql": "psycopg, in SQLAlchemy 2.1",
-    "mysql": "mysqlclient (MySQLdb)",
-}
-"""The synchronous driver SQLAlchemy picks for a URL that names none."""
 
 _POSTGRES_EXAMPLE = "postgresql+asyncpg://user:password@host:5432/dbname"
 _SQLITE_EXAMPLE = "sqlite+aiosqlite:///path/to/file.db"
@@ -121,6 +115,7 @@ def _label(origin: str, shown: str) -> str:
 def _check_driver(url: URL, origin: str = "the URL") -> None:
     scheme, _, driver = url.drivername.partition("+")
     shown = _label(origin, url.render_as_string(hide_password=True))
+    backend: Backend
     if scheme in ("postgres", "postgresql"):
         backend, fixed_scheme = "postgresql", "postgresql"
     elif scheme == "sqlite":
@@ -132,12 +127,12 @@ def _check_driver(url: URL, origin: str = "the URL") -> None:
             f"{shown}: this guide runs on SQLite, PostgreSQL and MySQL/MariaDB only. "
             f"Use {_EXAMPLES}."
         )
-    expected = ASYNC_DRIVERS[backend]
+    expected = FACTS[backend].async_driver
     fix = url.set(drivername=f"{fixed_scheme}+{expected}").render_as_string(hide_password=True)
     if scheme == "postgres":
         why = "uses the scheme 'postgres', which SQLAlchemy does not know (it is 'postgresql')"
     elif not driver:
-        default = SYNC_DEFAULTS[backend]
+        default = FACTS[backend].sync_default
         why = f"names no driver, so SQLAlchemy would pick its synchronous default ({default})"
     elif driver != expected:
         why = f"names the driver {driver!r}; this guide uses {expected!r} with asyncio"
@@ -152,7 +147,7 @@ def _check_driver(url: URL, origin: str = "the URL") -> None:
             f"{shown} needs the {expected!r} package, which is not installed. "
             f"Install it with: pip install {expected}"
         ) from None
-    if backend == "sqlite":
+    if not FACTS[backend].has_server:
         _check_sqlite_path(url, shown)
 
 

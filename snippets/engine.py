@@ -1,4 +1,4 @@
-"""Create async engines for SQLite (aiosqlite) and PostgreSQL (asyncpg) from one URL.
+"""Create async engines for SQLite (aiosqlite), PostgreSQL (asyncpg) and MySQL/MariaDB (aiomysql).
 
 ``make_engine`` is the factory: it validates the URL (see ``snippets.config``), bounds how long a
 connection attempt may take, and on SQLite switches foreign-key enforcement on and lets
@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 from sqlalchemy.util.concurrency import await_, in_greenlet
 
-from snippets.backends import backend_of
+from snippets.backends import connect_arguments, facts, statement_limit_sql
 from snippets.config import database_url, is_sqlite_file
 from snippets.pool import PoolSettings
 
@@ -145,26 +145,23 @@ def _past(deadline: list[float]) -> bool:
 
 
 def _limit_statement_time(engine: AsyncEngine, seconds: float) -> None:
-    """The connection-level half of ``make_engine(statement_timeout=...)`` (MySQL/MariaDB and
-    SQLite; PostgreSQL's is a server setting given at connect time)."""
-    if backend_of(engine) == "sqlite":
+    """The connection-level half of ``make_engine(statement_timeout=...)``, where the limit is
+    not a server setting sent at connect time (``snippets.backends.connect_arguments``)."""
+    how = facts(engine).statement_limit
+    if how == "progress handler":
         deadline = SQLiteStatementDeadline(seconds)
         event.listen(engine.sync_engine, "connect", deadline.install)
         event.listen(engine.sync_engine, "before_cursor_execute", deadline.arm)
         event.listen(engine.sync_engine, "after_cursor_execute", deadline.disarm)
-        return
+    elif how == "session variable":
 
-    def set_session_limit(dbapi_connection: Any, connection_record: Any) -> None:
-        # Runs after the dialect's own first-connect handler, which has read the server version.
-        if getattr(engine.dialect, "is_mariadb", False):
-            sql = f"SET SESSION max_statement_time = {seconds:f}"
-        else:  # MySQL: SELECT statements only, in whole milliseconds
-            sql = f"SET SESSION max_execution_time = {round(seconds * 1000)}"
-        cursor = dbapi_connection.cursor()
-        cursor.execute(sql)
-        cursor.close()
+        def set_session_limit(dbapi_connection: Any, connection_record: Any) -> None:
+            # Runs after the dialect's own first-connect handler, which read the server version.
+            cursor = dbapi_connection.cursor()
+            cursor.execute(statement_limit_sql(engine.dialect, seconds))
+            cursor.close()
 
-    event.listen(engine.sync_engine, "connect", set_session_limit)
+        event.listen(engine.sync_engine, "connect", set_session_limit)
 
 
 def namespaced_url(url: URL, namespace: str | None) -> URL:
@@ -175,11 +172,12 @@ def namespaced_url(url: URL, namespace: str | None) -> URL:
     PostgreSQL URLs are returned unchanged (a PostgreSQL namespace is a schema, not a URL), and
     so are in-memory SQLite URLs, whose database already belongs to one engine alone.
     """
-    if namespace is None:
+    kind = facts(url).namespace_kind
+    if namespace is None or kind == "schema":
         return url
-    if backend_of(url) == "mysql":
+    if kind == "database":
         return url.set(database=f"{url.database or 'guide'}_{namespace}")
-    if url.get_backend_name() != "sqlite" or not is_sqlite_file(url):
+    if not is_sqlite_file(url):
         return url
     path = Path(url.database or "")
     return url.set(database=str(path.with_name(f"{path.stem}.{namespace}{path.suffix}")))
@@ -218,30 +216,25 @@ def make_engine(
         ValueError: the namespace is not a valid name.
     """
     resolved = namespaced_url(database_url(url), _checked(namespace))
-    backend = backend_of(resolved)
-    pooled = backend in ("postgresql", "mysql") or is_sqlite_file(resolved)
+    backend_facts = facts(resolved)
+    pooled = backend_facts.has_server or is_sqlite_file(resolved)
     if pooled and "poolclass" not in engine_kwargs:  # a queue pool: the settings apply to it
         engine_kwargs = {**PoolSettings.from_env().engine_kwargs(only_set=True), **engine_kwargs}
-    connect_args: dict[str, Any] = dict(engine_kwargs.pop("connect_args", {}))
-    if backend == "postgresql":
-        connect_args.setdefault("timeout", connect_timeout)
-        settings = dict(connect_args.get("server_settings", {}))
-        if namespace is not None:
-            settings["search_path"] = namespace
-        if statement_timeout is not None:
-            settings["statement_timeout"] = str(round(statement_timeout * 1000))
-        if settings:
-            connect_args["server_settings"] = settings
-    elif backend == "mysql":
-        connect_args.setdefault("connect_timeout", connect_timeout)
-
+    connect_args = connect_arguments(
+        resolved,
+        engine_kwargs.pop("connect_args", {}),
+        connect_timeout=connect_timeout,
+        search_path=namespace,
+        statement_timeout=statement_timeout,
+    )
     engine = create_async_engine(resolved, connect_args=connect_args, **engine_kwargs)
-    if resolved.get_backend_name() == "sqlite":
-        # Events of an AsyncEngine are registered on the sync engine it wraps. The PRAGMA must
-        # run outside a transaction: inside one SQLite ignores it.
+    # Events of an AsyncEngine are registered on the sync engine it wraps.
+    if not backend_facts.enforces_foreign_keys:
+        # The PRAGMA must run outside a transaction: inside one SQLite ignores it.
         event.listen(engine.sync_engine, "connect", enable_sqlite_foreign_keys)
+    if backend_facts.driver_begins_transactions:
         event.listen(engine.sync_engine, "begin", begin_sqlite_transaction)
-    if statement_timeout is not None and backend != "postgresql":
+    if statement_timeout is not None:
         _limit_statement_time(engine, statement_timeout)
     # On every backend: a lazy load is one clean MissingGreenlet, raised before the driver.
     event.listen(engine.sync_engine, "before_execute", refuse_io_outside_greenlet)
@@ -270,10 +263,10 @@ async def open_engine(
     if fresh and namespace is None:
         raise ValueError("fresh=True needs a namespace: it would otherwise empty a shared database")
     engine = make_engine(url, namespace=namespace, connect_timeout=connect_timeout, **engine_kwargs)
-    backend = backend_of(engine.url)
-    if fresh and backend == "sqlite" and is_sqlite_file(engine.url):
+    kind = facts(engine).namespace_kind
+    if fresh and kind == "file" and is_sqlite_file(engine.url):
         _delete_sqlite_files(Path(engine.url.database or ""))
-    if namespace is not None and backend == "mysql":
+    if namespace is not None and kind == "database":
         # The namespace's database must exist before the engine can connect to it.
         server = make_engine(url, connect_timeout=connect_timeout, poolclass=NullPool)
         try:
@@ -286,7 +279,7 @@ async def open_engine(
     except DatabaseUnreachableError:
         await engine.dispose()
         raise
-    if namespace is not None and backend == "postgresql":
+    if namespace is not None and kind == "schema":
         await _prepare_schema(engine, namespace, fresh=fresh)
     return engine
 

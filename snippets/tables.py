@@ -4,7 +4,7 @@
 connection (in a greenlet), so no second, synchronous engine or driver is needed.
 
 The metadata is always the caller's: ``SQLModel.metadata`` for an application's own models,
-``snippets.models.metadata`` for the guide's demo models. Nothing here assumes either.
+``snippets.demo.models.metadata`` for the guide's demo models. Nothing here assumes either.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from snippets import (
     make_sessionmaker,
     open_engine,
 )
-from snippets.models import metadata
+from snippets.demo.models import metadata
 
 
 def pytest_configure(config: pytest.Config) -> None:

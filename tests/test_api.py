@@ -11,9 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from snippets.heroes_api import MAX_PAGE, create_app
-from snippets.heroes_page import create_air_app
-from snippets.models import Hero
+from snippets.demo.heroes_api import MAX_PAGE, create_app
+from snippets.demo.heroes_page import create_air_app
+from snippets.demo.models import Hero
 from snippets.testing import api_client, rollback_session
 
 

@@ -14,13 +14,13 @@ from snippets.backends import (
     facts,
     is_constraint_violation,
     is_retryable_error,
-    kill_connections,
     lock_wait_options,
     raw_insert_many,
     upsert,
 )
-from snippets.models import Hero
-from snippets.pool import fill_pool
+from snippets.demo.models import Hero
+from snippets.lab.pool import fill_pool
+from snippets.lab.server import kill_connections
 
 
 @pytest.mark.parametrize(

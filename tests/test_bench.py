@@ -1,6 +1,6 @@
-"""The bulk-loading ladder (``snippets.bench``), ``make bench`` (``tools/bench.py``) and SQLite's
-load PRAGMAs, on the configured backend. Timings are recorded, never asserted: the targets are
-checked by the benchmark itself."""
+"""The bulk-loading ladder (``snippets.lab.bench``), ``make bench`` (``tools/bench.py``) and
+SQLite's load PRAGMAs, on the configured backend. Timings are recorded, never asserted: the
+targets are checked by the benchmark itself."""
 
 from __future__ import annotations
 
@@ -16,7 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import SQLModel
 
 from snippets.backends import backend_of
-from snippets.bench import (
+from snippets.bulk import bulk_insert, set_sqlite_pragmas
+from snippets.demo.models import Reading
+from snippets.demo.seeding import reading_rows
+from snippets.lab.bench import (
     INSERT_METHODS,
     ORM_BULK,
     RAW,
@@ -27,10 +30,7 @@ from snippets.bench import (
     check_targets,
     count_rows,
     measure_inserts,
-    reading_rows,
 )
-from snippets.bulk import bulk_insert, set_sqlite_pragmas
-from snippets.models import Reading
 
 PROJECT = Path(__file__).resolve().parent.parent
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from snippets.config import PROJECT_ROOT
-from snippets.notebook import chapters
+from snippets.lab.chapters import chapters
 from tools import build_site
 
 

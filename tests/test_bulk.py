@@ -24,9 +24,9 @@ from sqlmodel import Field, SQLModel
 
 from snippets import create_tables, make_sessionmaker, open_engine
 from snippets.backends import backend_of, facts, is_constraint_violation
-from snippets.bench import count_rows
 from snippets.bulk import bulk_insert
-from snippets.observe import recorded_statements
+from snippets.lab.bench import count_rows
+from snippets.lab.observe import recorded_statements
 
 
 class Base(SQLModel, registry=registry()):

@@ -21,10 +21,11 @@ from sqlmodel import select
 
 from snippets import create_tables, make_sessionmaker, open_engine
 from snippets.api import SessionDep
-from snippets.backends import facts, is_statement_timeout, slow_statement
+from snippets.backends import facts, is_statement_timeout
 from snippets.concurrency import finish, gather_bounded, session_scope
-from snippets.heroes_api import create_app
-from snippets.models import Hero, metadata
+from snippets.demo.heroes_api import create_app
+from snippets.demo.models import Hero, metadata
+from snippets.lab.server import slow_statement
 from snippets.testing import api_client
 
 

@@ -8,7 +8,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from snippets.backends import facts
-from snippets.crud import (
+from snippets.demo.crud import (
     count_heroes,
     create_hero,
     delete_hero,
@@ -20,7 +20,7 @@ from snippets.crud import (
     update_hero,
     upsert_heroes,
 )
-from snippets.models import HeroCreate, HeroUpdate
+from snippets.demo.models import HeroCreate, HeroUpdate
 
 
 def rows(count: int, start: int = 0) -> list[dict[str, object]]:

@@ -26,8 +26,8 @@ from snippets import (
     open_engine,
     table_names,
 )
+from snippets.demo.models import Hero, Team
 from snippets.engine import namespaced_url
-from snippets.models import Hero, Team
 
 SECRET = "s3cr3t-pw"
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from snippets.config import SQLITE_DIR_VAR
-from snippets.notebook import chapters
+from snippets.lab.chapters import chapters
 from tools.run_notebooks import execute
 
 NOTEBOOKS = chapters()

@@ -12,17 +12,17 @@ from sqlalchemy.orm import joinedload
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from snippets.loading import (
+from snippets.demo.loading import (
     STRATEGIES,
     hero_with_relations,
-    measure_loading,
-    rel,
-    seed_league,
     teams_with_heroes,
     teams_with_heroes_and_powers,
 )
-from snippets.models import Hero, HeroPublicWithRelations, Team, TeamPublicWithHeroes
-from snippets.observe import recorded_statements
+from snippets.demo.models import Hero, HeroPublicWithRelations, Team, TeamPublicWithHeroes
+from snippets.demo.seeding import seed_league
+from snippets.lab.loading import measure_loading
+from snippets.lab.observe import recorded_statements
+from snippets.relationships import rel
 from snippets.session import make_sessionmaker
 
 TEAMS, HEROES_PER_TEAM = 6, 3

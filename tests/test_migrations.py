@@ -2,7 +2,7 @@
 
 ``test_migrations_build_exactly_the_models_schema`` is the test that fails when a model changes
 without a migration: it upgrades an empty namespace to head and compares the result with
-``snippets.models.metadata``.
+``snippets.demo.models.metadata``.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from sqlmodel import Field, SQLModel
 from snippets import open_engine, table_names
 from snippets.backends import facts
 from snippets.config import PROJECT_ROOT, database_url
+from snippets.demo.models import metadata
 from snippets.migrations import (
     current_revisions,
     downgrade,
@@ -42,7 +43,6 @@ from snippets.migrations import (
     upgrade,
     use_scripts_in,
 )
-from snippets.models import metadata
 
 MISSION_MIGRATIONS = PROJECT_ROOT / "examples" / "mission_migrations"
 

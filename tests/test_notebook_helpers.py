@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from snippets.notebook import (
+from snippets.lab.chapters import chapter_title, chapters
+from snippets.lab.notebook import (
     ClaimIndex,
-    chapter_title,
-    chapters,
     definitions,
     raises,
     run_without,

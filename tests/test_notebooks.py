@@ -12,7 +12,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from snippets.notebook import chapter_title
+from snippets.lab.chapters import chapter_title
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))  # every notebook, numbered or not: checked
@@ -97,7 +97,7 @@ def test_errors_are_shown_with_raises_not_kept_from_an_except(path: Path) -> Non
     # run, when the library stops raising; `with raises(E) as shown:` fails the cell instead.
     source = code(path)
     kept = re.findall(r"except [^\n]+ as (\w+):\n\s+[\w\[\]\"' ]+ = \1\b", source)
-    assert kept == [], "use snippets.notebook.raises"
+    assert kept == [], "use snippets.lab.notebook.raises"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[path.stem for path in NOTEBOOKS])

@@ -6,9 +6,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from snippets.crud import insert_heroes
-from snippets.models import Hero
-from snippets.observe import recorded_statements
+from snippets.demo.crud import insert_heroes
+from snippets.demo.models import Hero
+from snippets.lab.observe import recorded_statements
 
 
 async def test_records_each_statement_in_order(engine: AsyncEngine, session: AsyncSession) -> None:

@@ -12,17 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.pool import NullPool
 
 from snippets import DatabaseConfigError, database_url, make_engine, open_engine
-from snippets.backends import FACTS, backend_of, kill_connections
-from snippets.pool import (
-    PoolConfigError,
-    PoolSettings,
-    SweepPoint,
-    fill_pool,
-    observe_pool,
-    run_load,
-    sweep,
-    variable_name,
-)
+from snippets.backends import FACTS, backend_of
+from snippets.lab.pool import SweepPoint, fill_pool, observe_pool, run_load, sweep
+from snippets.lab.server import kill_connections
+from snippets.pool import PoolConfigError, PoolSettings, variable_name
 
 SERVER = FACTS[backend_of(database_url())].has_server
 only_with_a_server = pytest.mark.skipif(

@@ -16,17 +16,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from snippets import database_url, make_sessionmaker, open_engine
 from snippets.backends import FACTS, backend_of, is_constraint_violation, is_retryable_error
-from snippets.models import Account, Transfer
-from snippets.observe import recorded_statements
-from snippets.transactions import (
-    AccountNotFound,
-    InsufficientFunds,
-    IsolationLevel,
-    TransferError,
-    is_retryable,
-    run_in_transaction,
-    transfer,
-)
+from snippets.demo.models import Account, Transfer
+from snippets.demo.transfer import AccountNotFound, InsufficientFunds, TransferError, transfer
+from snippets.lab.observe import recorded_statements
+from snippets.transactions import IsolationLevel, is_retryable, run_in_transaction
 
 # Collected after pytest_configure has validated DATABASE_URL, so this cannot fail here.
 BACKEND = backend_of(database_url())

@@ -1,6 +1,6 @@
 """``make bench``: the bulk-loading ladder of notebook 10 at full size, on the current backend.
 
-Runs every insert method of ``snippets.bench`` on ``--rows`` rows (default 100,000; best of
+Runs every insert method of ``snippets.lab.bench`` on ``--rows`` rows (default 100,000; best of
 ``--repeats``) against ``DATABASE_URL`` (the SQLite default if unset), in a namespace of its
 own, and writes ``build/bench/bulk.json`` (backend, versions, and per method: rows, seconds,
 rows/s, ratio to the raw driver's ``executemany``, statements) and ``build/bench/bulk.png``.
@@ -23,10 +23,11 @@ from importlib.metadata import version
 from pathlib import Path
 
 from snippets import DatabaseConfigError, DatabaseUnreachableError, create_tables, open_engine
-from snippets.backends import backend_of, facts
-from snippets.bench import check_targets, measure_inserts, plot_throughput, reading_rows
-from snippets.config import ASYNC_DRIVERS, PROJECT_ROOT
-from snippets.models import Reading, metadata
+from snippets.backends import FACTS, backend_of, facts
+from snippets.config import PROJECT_ROOT
+from snippets.demo.models import Reading, metadata
+from snippets.demo.seeding import reading_rows
+from snippets.lab.bench import check_targets, measure_inserts, plot_throughput
 
 
 async def run(rows: int, repeats: int, out: Path) -> int:
@@ -49,7 +50,7 @@ async def run(rows: int, repeats: int, out: Path) -> int:
         "repeats": repeats,
         "python": platform.python_version(),
         "versions": {
-            name: version(name) for name in ("sqlalchemy", "sqlmodel", ASYNC_DRIVERS[backend])
+            name: version(name) for name in ("sqlalchemy", "sqlmodel", FACTS[backend].async_driver)
         },
         "results": [result.as_dict() for result in results],
         "targets": [

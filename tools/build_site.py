@@ -24,7 +24,7 @@ from typing import Any
 import nbformat
 
 from snippets.config import PROJECT_ROOT
-from snippets.notebook import CHAPTERS_DIR, chapters
+from snippets.lab.chapters import CHAPTERS_DIR, chapters
 
 NOTEBOOKS = CHAPTERS_DIR
 EXECUTED = PROJECT_ROOT / "build" / "notebooks"

@@ -39,7 +39,7 @@ from sqlalchemy.engine import URL
 from snippets import DatabaseConfigError, DatabaseUnreachableError, check_database
 from snippets.backends import FACTS, backend_of
 from snippets.config import PROJECT_ROOT
-from snippets.notebook import chapters
+from snippets.lab.chapters import chapters
 
 RECORDED_VERSIONS = ("sqlalchemy", "sqlmodel", "fastapi", "pydantic", "alembic")
 """Libraries whose versions each executed notebook records, with its database driver's."""

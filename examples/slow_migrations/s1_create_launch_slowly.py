@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from snippets.backends import slow_statement
+from snippets.lab.server import slow_statement
 
 revision: str = "s1"
 down_revision: str | Sequence[str] | None = None

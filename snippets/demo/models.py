@@ -1,8 +1,8 @@
 """The guide's demo models, split the way SQLModel's docs recommend, on a registry of their own.
 
 Every table here derives from ``GuideModel``, whose SQLAlchemy registry (and so ``MetaData``) is
-its own: ``snippets.models.metadata``, not the global ``SQLModel.metadata``. An application that
-imports ``snippets`` keeps its ``SQLModel.metadata`` to itself, with its own ``hero`` table if
+its own: ``snippets.demo.models.metadata``, not the global ``SQLModel.metadata``. An application
+that imports ``snippets`` keeps its ``SQLModel.metadata`` to itself, with its own ``hero`` table if
 it has one, and ``create_tables(engine, SQLModel.metadata)`` never creates the guide's tables.
 The notebooks create these with ``create_tables(engine, metadata)``.
 

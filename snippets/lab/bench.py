@@ -19,7 +19,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select
@@ -29,7 +29,7 @@ from sqlmodel import SQLModel
 from snippets.backends import Backend, backend_of, raw_insert_many
 from snippets.bulk import bulk_insert
 from snippets.engine import make_engine
-from snippets.observe import recorded_statements
+from snippets.lab.observe import recorded_statements
 from snippets.session import make_sessionmaker
 
 Rows = Sequence[dict[str, Any]]
@@ -253,16 +253,20 @@ class Target:
         return self.measured >= self.at_least
 
 
+TARGETS: dict[Backend, tuple[tuple[str, str, float], ...]] = {
+    "postgresql": ((RECOMMENDED, RAW, 0.8), (RECOMMENDED, ORM_BULK, 3.0)),
+}
+"""Throughput floors, ``(method, baseline, at least this ratio)``, set for PostgreSQL only: the
+recommended path (``bulk_insert``, COPY there) at least 0.8x the raw driver's ``executemany`` and
+at least 3x the ORM bulk insert in its fast form (``render_nulls=True``)."""
+
+
 def check_targets(results: Sequence[Measurement], backend: Backend) -> list[Target]:
-    """The throughput targets, set for PostgreSQL (none elsewhere): the recommended path
-    (``bulk_insert``, COPY there) at least 0.8x the raw driver's ``executemany`` and at least
-    3x the ORM bulk insert in its fast form (``render_nulls=True``)."""
-    if backend != "postgresql":
-        return []
+    """``TARGETS`` of ``backend``, each with the ratio measured in ``results``."""
     rate = {result.method: result.rows_per_s for result in results}
     return [
-        Target(f"{RECOMMENDED} / {RAW}", rate[RECOMMENDED] / rate[RAW], 0.8),
-        Target(f"{RECOMMENDED} / {ORM_BULK}", rate[RECOMMENDED] / rate[ORM_BULK], 3.0),
+        Target(f"{method} / {baseline}", rate[method] / rate[baseline], floor)
+        for method, baseline, floor in TARGETS.get(backend, ())
     ]
 
 
@@ -284,18 +288,3 @@ def plot_throughput(results: Sequence[Measurement], title: str) -> Any:
     ax.set_xlim(min(rates) / 2, max(rates) * 4)
     fig.tight_layout()
     return fig
-
-
-def reading_rows(count: int, *, sensors: int = 50) -> list[dict[str, Any]]:
-    """``count`` rows for the demo ``Reading``: one per second from 2026-01-01 UTC, a third of
-    them with a note (the others ``None``, as real data has gaps)."""
-    start = datetime(2026, 1, 1, tzinfo=UTC)
-    return [
-        {
-            "sensor": f"sensor-{i % sensors:03d}",
-            "taken_at": start + timedelta(seconds=i),
-            "value": round((i % 1000) * 0.37, 2),
-            "note": None if i % 3 else f"check {i}",
-        }
-        for i in range(count)
-    ]

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import ast
 import inspect
-import json
 import re
 import subprocess
 import sys
@@ -29,20 +28,9 @@ from typing import Any, Generic, Literal, TypeVar, get_args
 from IPython.display import DisplayHandle, Markdown, display
 
 from snippets.config import PROJECT_ROOT
+from snippets.lab.chapters import CHAPTERS_DIR, chapter_title
 
 E = TypeVar("E", bound=BaseException)
-CHAPTERS_DIR = PROJECT_ROOT / "notebooks"
-
-
-def chapters(folder: Path = CHAPTERS_DIR) -> list[Path]:
-    """The guide's chapters in order: the ``NN_*.ipynb`` notebooks of ``folder``."""
-    return sorted(folder.glob("[0-9][0-9]_*.ipynb"))
-
-
-def chapter_title(path: Path) -> str:
-    """A chapter's title: the first line of its first cell, without the ``# ``."""
-    notebook = json.loads(path.read_text(encoding="utf-8"))
-    return "".join(notebook["cells"][0]["source"]).splitlines()[0].removeprefix("# ")
 
 
 class Raised(Generic[E]):
@@ -110,6 +98,22 @@ def run_without(module: str, code: str) -> str:
     )
     assert finished.returncode != 0, "expected the program to fail"
     return finished.stderr.strip().splitlines()[-1]
+
+
+def only_on(has_it: bool, behaviour: str, *, elsewhere: str) -> bool:
+    """Whether this backend shows ``behaviour``; where it does not, say so visibly.
+
+    ``elsewhere`` says what this backend does instead and how to see the behaviour (which
+    ``DATABASE_URL`` to run with). Use it as the condition of the cell's ``if``, with the fact
+    from ``snippets.backends`` that decides it::
+
+        if only_on(facts(engine).locks_rows, "Row locks", elsewhere="SQLite locks ..."):
+            ...
+    """
+    if not has_it:
+        note = f"> ⚠ **{behaviour}: not on this backend.** {elsewhere}"
+        display(_markdown(note))  # type: ignore[no-untyped-call]  # IPython is untyped
+    return has_it
 
 
 def show_source(*objects: Any) -> Markdown:

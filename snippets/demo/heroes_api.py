@@ -1,12 +1,12 @@
 """The guide's demo API: heroes and teams as JSON on SQLModel's async session (notebook 08).
 
 Built on the model-agnostic plumbing of ``snippets.api`` (lifespan, ``SessionDep``, 409 on a
-conflict) with the demo models of ``snippets.models``: 201 on create, 404 when missing, 409 on a
-duplicate name, 422 on invalid input, pagination bounded by ``Query``.
+conflict) with the demo models of ``snippets.demo.models``: 201 on create, 404 when missing, 409
+on a duplicate name, 422 on invalid input, pagination bounded by ``Query``.
 
 ``app`` is created at import, as most applications do; its engine is chosen at start-up
 (``DATABASE_URL``, read then), so importing this module connects to nothing. Serve it with
-``uvicorn snippets.heroes_api:app``; ``create_app(engine)`` builds one on a given engine.
+``uvicorn snippets.demo.heroes_api:app``; ``create_app(engine)`` builds one on a given engine.
 """
 
 from __future__ import annotations
@@ -20,10 +20,9 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
-from snippets import crud
 from snippets.api import SessionDep, commit_or_conflict, database_lifespan
-from snippets.loading import rel
-from snippets.models import (
+from snippets.demo import crud
+from snippets.demo.models import (
     Hero,
     HeroCreate,
     HeroPublic,
@@ -34,6 +33,7 @@ from snippets.models import (
     TeamPublicWithHeroes,
     metadata,
 )
+from snippets.relationships import rel
 
 MAX_PAGE = 100
 """The largest page a list endpoint returns; a larger ``limit`` is a 422."""

@@ -14,10 +14,10 @@ from fastapi.responses import RedirectResponse
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from snippets import crud
 from snippets.api import SessionDep, database_lifespan
-from snippets.heroes_api import MAX_PAGE
-from snippets.models import Hero, metadata
+from snippets.demo import crud
+from snippets.demo.heroes_api import MAX_PAGE
+from snippets.demo.models import Hero, metadata
 
 
 def create_air_app(engine: AsyncEngine | None = None, *, create: bool = True) -> air.Air:

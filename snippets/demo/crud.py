@@ -16,7 +16,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
 from snippets.backends import upsert
-from snippets.models import Hero, HeroCreate, HeroUpdate
+from snippets.demo.models import Hero, HeroCreate, HeroUpdate
 
 
 async def create_hero(session: AsyncSession, data: HeroCreate) -> Hero:

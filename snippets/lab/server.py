@@ -1,0 +1,69 @@
+"""Making a database server misbehave on purpose, for the notebooks' demonstrations.
+
+A statement that runs for as long as asked (``slow_statement``), the statements running on the
+server right now (``running_statements``), and connections ended from outside, as a restart or
+a proxy would end them (``kill_connections``). Each is built from the SQL that
+``snippets.backends.BackendFacts`` holds for the backend, so nothing here branches on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import TextClause, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from snippets.backends import FACTS, SQLITE_ROWS_PER_SECOND, Backend, Bind, backend_of, facts
+
+
+def slow_statement(
+    target: Bind | Backend, seconds: float, *, label: str = "slow_statement"
+) -> TextClause:
+    """A read-only statement that runs for about ``seconds`` on the server; it returns one row.
+
+    PostgreSQL ``pg_sleep``, MySQL/MariaDB ``SLEEP``; SQLite counts a recursive CTE long enough
+    (``BackendFacts.slow_statement_sql``). ``label`` (a word) goes into a comment in the SQL,
+    for ``running_statements`` to find it among others.
+
+    Raises:
+        ValueError: ``label`` is not a plain word.
+    """
+    if not label.isidentifier():
+        raise ValueError(f"label must be a plain word, got {label!r}")
+    backend = target if isinstance(target, str) else backend_of(target)
+    sql = FACTS[backend].slow_statement_sql.format(
+        comment=f"/* {label} */", rows_per_second=SQLITE_ROWS_PER_SECOND
+    )
+    return text(sql).bindparams(seconds=seconds)
+
+
+async def running_statements(admin: AsyncEngine, fragment: str) -> int | None:
+    """How many other server connections are running a statement that contains ``fragment``;
+    ``None`` on SQLite, which has no server to ask."""
+    sql = facts(admin).active_statements_sql
+    if sql is None:
+        return None
+    async with admin.connect() as conn:
+        result = await conn.execute(text(sql), {"pattern": f"%{fragment}%"})
+        return int(result.scalar_one())
+
+
+async def kill_connections(admin: AsyncEngine, ids: Sequence[int]) -> int:
+    """End these server connections from another engine, as a restart or a proxy would.
+
+    PostgreSQL: ``pg_terminate_backend``; MySQL/MariaDB: ``KILL``. Returns how many were ended.
+
+    Raises:
+        ValueError: on SQLite, which has no server connections to end.
+    """
+    sql = facts(admin).kill_connection_sql
+    if sql is None:
+        raise ValueError("SQLite has no server connections to end")
+    ended = 0
+    async with admin.connect() as conn:
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
+        for connection_id in ids:
+            result = await conn.exec_driver_sql(sql.format(id=int(connection_id)))
+            # pg_terminate_backend answers whether it ended one; KILL answers nothing.
+            ended += 1 if not result.returns_rows or result.scalar() else 0
+    return ended
