@@ -122,6 +122,28 @@ class BackendFacts:
     """How many other connections run a statement LIKE ``:pattern``; no server, no answer."""
     kill_connection_sql: str | None = "KILL {id}"
     """End a server connection from another one, by its id; ``None`` where there is none."""
+    snapshot_update: Literal["serialization failure", "applied to the latest row"] | None = (
+        "applied to the latest row"
+    )
+    """What an ``UPDATE`` does, inside a ``REPEATABLE READ`` transaction, to a row another
+    transaction changed after the snapshot: PostgreSQL refuses it (SQLSTATE 40001, retry the
+    transaction); MySQL/MariaDB apply it to the latest committed row, silently. SQLite has no
+    ``REPEATABLE READ``: its writers take turns (notebook 06)."""
+    insert_returning_varies: bool = False
+    """Whether ``INSERT ... RETURNING`` exists depends on the server: MariaDB 10.5+ has it, MySQL
+    8 has none, and the ORM then inserts new objects one statement each (notebook 04)."""
+    max_connections_sql: str | None = "SELECT @@max_connections"
+    """The server's connection limit, which every application's pools share (notebook 07)."""
+    default_max_connections: int | None = 151
+    """That limit as the server ships it (PostgreSQL 100, MySQL/MariaDB 151)."""
+    idle_timeout_variable: str | None = "wait_timeout"
+    """A server setting that closes connections idle longer than it, by default (MySQL/MariaDB's
+    ``wait_timeout``, 8 hours): a pool must recycle or pre-ping them (notebook 07)."""
+    pooled_by_pgbouncer: bool = False
+    """PgBouncer can pool this server's connections; in its transaction mode asyncpg's prepared
+    statements need the settings notebook 07 shows (PostgreSQL)."""
+    loads_local_infile: bool = False
+    """``LOAD DATA LOCAL INFILE`` loads a file the client sends (MySQL/MariaDB, notebook 10)."""
     copies_rows: bool = False
     """The server loads rows from a binary ``COPY`` stream, the fastest way in (PostgreSQL,
     through asyncpg's ``copy_records_to_table``; ``snippets.bulk.bulk_insert``)."""
@@ -152,6 +174,10 @@ FACTS: dict[Backend, BackendFacts] = {
         alters_columns=False,
         serialises_migrations=True,
         namespace_kind="file",
+        snapshot_update=None,
+        max_connections_sql=None,
+        default_max_connections=None,
+        idle_timeout_variable=None,
         has_pragmas=True,
         statement_limit="progress handler",
         driver_begins_transactions=True,
@@ -176,6 +202,11 @@ FACTS: dict[Backend, BackendFacts] = {
         naive_column_refuses_aware=True,
         explicit_id_advances_counter=False,
         namespace_kind="schema",
+        snapshot_update="serialization failure",
+        max_connections_sql="SELECT setting::int FROM pg_settings WHERE name = 'max_connections'",
+        default_max_connections=100,
+        idle_timeout_variable=None,
+        pooled_by_pgbouncer=True,
         copies_rows=True,
         connect_timeout_argument="timeout",
         statement_limit="server setting",
@@ -203,6 +234,8 @@ FACTS: dict[Backend, BackendFacts] = {
         transactional_ddl=False,
         fills_new_not_null_column=True,
         connect_timeout_argument="connect_timeout",
+        insert_returning_varies=True,
+        loads_local_infile=True,
     ),
 }
 

@@ -1,7 +1,8 @@
 """Rules every committed notebook follows. ``make strip`` fixes outputs and metadata.
 
-The notebooks' *execution* is tested by nbmake (``pytest --nbmake``); this module checks how
-they are committed and written.
+The notebooks' *execution* is tested by ``tests/test_learner_runs.py`` (Run All twice in one
+kernel, as a learner does) and ``make test-lab`` (in JupyterLab); this module checks how they
+are committed and written.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from snippets.lab.chapters import chapter_title
+from snippets.lab.chapters import chapter_shape, chapter_title, chapters
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))  # every notebook, numbered or not: checked
+CHAPTERS = chapters(NOTEBOOK_DIR)
 ALLOWED_NOTEBOOK_METADATA = {"kernelspec", "language_info"}
 ALLOWED_CELL_METADATA = {"tags"}
 
@@ -41,6 +43,8 @@ def test_committed_without_outputs_and_with_clean_metadata(path: Path) -> None:
     notebook = load(path)
     assert set(notebook.metadata) <= ALLOWED_NOTEBOOK_METADATA, "run `make strip`"
     assert notebook.metadata.kernelspec.name == "python3"
+    ids = [cell.get("id") for cell in notebook.cells]
+    assert len(set(ids)) == len(ids), "two cells share an id"
     for cell in notebook.cells:
         assert set(cell.metadata) <= ALLOWED_CELL_METADATA, "run `make strip`"
         if cell.cell_type == "code":
@@ -51,14 +55,54 @@ def test_committed_without_outputs_and_with_clean_metadata(path: Path) -> None:
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[path.stem for path in NOTEBOOKS])
 def test_reads_like_a_chapter(path: Path) -> None:
     cells = load(path).cells
-    first, last = cells[0], cells[-1]
+    first = cells[0]
     assert first.cell_type == "markdown"
     assert first.source.startswith(f"# {path.name[:2]} · "), "title: '# NN · Topic'"
     assert "**You will learn**" in first.source
     assert "**Prerequisites:**" in first.source
     assert any(c.cell_type == "markdown" and c.source.startswith("## Summary") for c in cells)
-    assert last.cell_type == "code", "the last cell checks what the notebook taught"
-    assert re.search(r"^assert ", last.source, re.MULTILINE)
+
+
+RECAP_ASSERTS = 5
+"""The most asserts a chapter's last code cell may hold: a recap, not the chapter's checks."""
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=[path.stem for path in CHAPTERS])
+def test_each_claim_is_checked_where_it_is_made(path: Path) -> None:
+    shape = chapter_shape(path)
+    assert shape.asserts >= 5, "a chapter checks what it shows, with asserts"
+    assert shape.asserts_in_final_cell <= RECAP_ASSERTS, (
+        f"{shape.asserts_in_final_cell} asserts in the last code cell: put each in the cell "
+        "that shows the behaviour, or the one right after it"
+    )
+    # Every section that runs code checks something of what it ran.
+    cells = load(path).cells
+    sections: dict[str, list[str]] = {}
+    heading = ""
+    for cell in cells:
+        if cell.cell_type == "markdown" and cell.source.startswith("## "):
+            heading = cell.source.splitlines()[0]
+        elif cell.cell_type == "code" and heading and not heading.startswith("## Summary"):
+            sections.setdefault(heading, []).append(cell.source)
+    unchecked = [
+        title
+        for title, sources in sections.items()
+        if not any(re.search(r"^\s*(assert |with raises\()", s, re.MULTILINE) for s in sources)
+    ]
+    # A section that only sets up (imports, models, endpoints) is checked where they are used.
+    assert len(unchecked) <= len(sections) // 4, f"sections that check nothing: {unchecked}"
+
+
+CELL_LINES_LIMIT = 40
+MEDIAN_CELL_LIMIT = 12
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=[path.stem for path in CHAPTERS])
+def test_code_cells_stay_short(path: Path) -> None:
+    """Instruments live in ``snippets.lab``; a cell shows one step of the idea."""
+    shape = chapter_shape(path)
+    assert shape.largest_cell <= CELL_LINES_LIMIT, f"a code cell of {shape.largest_cell} lines"
+    assert shape.median_cell <= MEDIAN_CELL_LIMIT, f"median code cell {shape.median_cell} lines"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[path.stem for path in NOTEBOOKS])

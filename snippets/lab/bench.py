@@ -118,8 +118,9 @@ async def core_values_chunks(engine: AsyncEngine, model: type[SQLModel], rows: R
             await conn.execute(insert(table).values(list(rows[start : start + 1000])))
 
 
-async def helper(engine: AsyncEngine, model: type[SQLModel], rows: Rows) -> None:
-    """``snippets.bulk.bulk_insert``: COPY on PostgreSQL, Core's executemany elsewhere."""
+async def recommended_bulk_insert(engine: AsyncEngine, model: type[SQLModel], rows: Rows) -> None:
+    """The rung this guide recommends, ``snippets.bulk.bulk_insert``: COPY on PostgreSQL, Core's
+    executemany elsewhere."""
     await bulk_insert(engine, model, rows)
 
 
@@ -182,7 +183,7 @@ INSERT_METHODS: list[InsertMethod] = [
     InsertMethod("Core: execute(insert(table), rows)", core_executemany),
     InsertMethod("Core + RETURNING id", core_returning),
     InsertMethod("Core: insert().values(chunk of 1000)", core_values_chunks, slow=True),
-    InsertMethod(RECOMMENDED, helper),
+    InsertMethod(RECOMMENDED, recommended_bulk_insert),
     InsertMethod(RAW, raw_executemany),
     InsertMethod("raw COPY (asyncpg)", raw_copy, only="postgresql"),
     InsertMethod("raw LOAD DATA LOCAL INFILE", raw_load_data, only="mysql"),

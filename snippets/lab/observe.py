@@ -5,9 +5,9 @@ The recorder is a ``before_cursor_execute`` event on ``engine.sync_engine`` (eve
 counts as one statement, as it is one round of the driver's API.
 
 The ``BEGIN IMMEDIATE`` that SQLite engines from ``snippets.engine.make_engine`` send
-themselves is left out: asyncpg begins a transaction through its own API, which no cursor event
-sees, so leaving it out makes the counts the same on both backends. ``SAVEPOINT`` and the like
-are recorded.
+themselves is left out: asyncpg begins a transaction through its own API and MySQL/MariaDB
+begin one implicitly, so no cursor event sees a ``BEGIN`` there; leaving SQLite's out makes the
+counts the same on every backend. ``SAVEPOINT`` and the like are recorded.
 """
 
 from __future__ import annotations
