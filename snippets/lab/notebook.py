@@ -100,6 +100,25 @@ def run_without(module: str, code: str) -> str:
     return finished.stderr.strip().splitlines()[-1]
 
 
+def run_with_missing(modules: tuple[str, ...], code: str) -> str:
+    """Run ``code`` in a fresh Python where none of ``modules`` can be imported, as if they were
+    not installed; return what it printed.
+
+    Raises:
+        AssertionError: the program failed (its last error line says why).
+    """
+    blocked = "".join(f"sys.modules[{module!r}] = None; " for module in modules)
+    finished = subprocess.run(
+        [sys.executable, "-c", f"import sys; {blocked}\n{code}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert finished.returncode == 0, (finished.stderr.strip().splitlines() or ["?"])[-1]
+    return finished.stdout.strip()
+
+
 def only_on(has_it: bool, behaviour: str, *, elsewhere: str) -> bool:
     """Whether this backend shows ``behaviour``; where it does not, say so visibly.
 
