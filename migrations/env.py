@@ -34,7 +34,14 @@ from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection
 from sqlalchemy.pool import NullPool
 
-from snippets.backends import BackendFacts, facts, migration_lock
+from snippets.backends import (
+    MIGRATION_WAIT,
+    BackendFacts,
+    backend_of,
+    facts,
+    lock_wait_options,
+    migration_lock,
+)
 from snippets.config import DatabaseConfigError, database_url
 from snippets.demo.models import metadata as guide_metadata
 from snippets.engine import DatabaseUnreachableError, open_engine
@@ -89,14 +96,20 @@ def run_migrations_offline() -> None:
 def do_run_migrations(connection: Connection) -> None:
     context.configure(connection=connection, **options_for(facts(connection)))
     locked = config.attributes.get("migration_lock", True)  # False: notebook 12's demonstration
-    with context.begin_transaction(), migration_lock(connection) if locked else nullcontext():
+    with (
+        context.begin_transaction(),
+        migration_lock(connection, wait=MIGRATION_WAIT) if locked else nullcontext(),
+    ):
         context.run_migrations()
 
 
 async def run_async_migrations() -> None:
     """The command line: a short-lived engine of the guide's own (NullPool: one connection)."""
     try:
-        engine = await open_engine(namespace=namespace, poolclass=NullPool)
+        # On SQLite the lock another migration holds is the database's write lock: wait for it
+        # as long as migration_lock waits elsewhere, not the driver's default 5 s.
+        waiting, _ = lock_wait_options(backend_of(database_url()), MIGRATION_WAIT)
+        engine = await open_engine(namespace=namespace, poolclass=NullPool, connect_args=waiting)
     except (DatabaseConfigError, DatabaseUnreachableError) as error:
         raise CommandError(str(error)) from None  # one line on the command line, no traceback
     try:

@@ -250,6 +250,9 @@ guide's 2-core machines: 10 million in 1.8 s); SQLite's ``slow_statement_sql`` i
 
 MIGRATION_LOCK = "alembic-migrations"
 """The name of the lock ``migration_lock`` takes, prefixed with the schema or database."""
+MIGRATION_WAIT = 600.0
+"""Seconds a migration waits for another process's: ``migration_lock``'s wait on MySQL/MariaDB,
+and on SQLite the busy timeout (there the lock is the database's write lock)."""
 
 RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
 """PostgreSQL's serialization_failure and deadlock_detected."""
@@ -436,7 +439,7 @@ def is_retryable_error(error: BaseException) -> bool:
 
 @contextmanager
 def migration_lock(
-    connection: Connection, name: str = MIGRATION_LOCK, *, wait: float = 600.0
+    connection: Connection, name: str = MIGRATION_LOCK, *, wait: float = MIGRATION_WAIT
 ) -> Iterator[None]:
     """Hold a lock so that one process at a time migrates this database (use it in ``env.py``).
 

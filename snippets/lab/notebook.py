@@ -100,20 +100,17 @@ def run_without(module: str, code: str) -> str:
     return finished.stderr.strip().splitlines()[-1]
 
 
-def run_with_missing(modules: tuple[str, ...], code: str) -> str:
-    """Run ``code`` in a fresh Python where none of ``modules`` can be imported, as if they were
-    not installed; return what it printed.
+def run_with_missing(modules: tuple[str, ...], script: Path) -> str:
+    """Run the Python ``script`` in a fresh interpreter where none of ``modules`` can be
+    imported, as if they were not installed; return what it printed.
 
     Raises:
         AssertionError: the program failed (its last error line says why).
     """
     blocked = "".join(f"sys.modules[{module!r}] = None; " for module in modules)
+    program = f"import runpy, sys; {blocked}runpy.run_path({str(script)!r}, run_name='__main__')"
     finished = subprocess.run(
-        [sys.executable, "-c", f"import sys; {blocked}\n{code}"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=False
     )
     assert finished.returncode == 0, (finished.stderr.strip().splitlines() or ["?"])[-1]
     return finished.stdout.strip()
