@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 CODE := snippets tests browser_tests tools examples migrations notebooks site
 
-.PHONY: install run test test-lab site test-site bench migrate lint typecheck lab pgbouncer strip clean
+.PHONY: install run test test-lab site test-site bench bench-web migrate lint typecheck lab pgbouncer strip clean
 
 ## install: create .venv if missing and install the project with its notebook and test tools
 install: $(INSTALLED)
@@ -43,6 +43,14 @@ test-site: install
 ## writes build/bench/bulk.json and bulk.png, exit 1 if a PostgreSQL target is missed
 bench: install
 	$(BIN)/python tools/bench.py
+
+## bench-web: TechEmpower's database tests (/db, /queries, /fortunes, /updates) against four
+## apps (raw driver, the guide's way, tuned Core, sync SQLModel) under uvicorn, loaded by wrk
+## (apt-get install -y wrk), on DATABASE_URL's backend; writes build/bench/web.json and web.png,
+## exit 1 if a PostgreSQL target is missed. Options: make bench-web ARGS="--seconds 5"
+bench-web: install
+	@command -v wrk >/dev/null || { echo "make bench-web needs wrk: apt-get install -y wrk" >&2; exit 2; }
+	$(BIN)/python tools/bench_web.py $(ARGS)
 
 ## migrate: upgrade the database of DATABASE_URL (the SQLite default if unset) to the newest
 ## revision of migrations/; other alembic commands: .venv/bin/alembic --help

@@ -39,6 +39,9 @@ class BackendFacts:
     """The asyncio driver this guide uses, as a URL names it (``postgresql+asyncpg://``)."""
     sync_default: str
     """The synchronous driver SQLAlchemy picks for a URL that names none."""
+    sync_driver: str
+    """The synchronous driver this project installs, as a URL names it (``make bench-web``'s
+    comparison with synchronous SQLModel)."""
     version_sql: str
     connection_id_sql: str | None
     """The server-side id of the current connection; ``None`` where there is no server."""
@@ -160,6 +163,7 @@ FACTS: dict[Backend, BackendFacts] = {
         "SQLite",
         "aiosqlite",
         "pysqlite",
+        "pysqlite",
         "SELECT sqlite_version()",
         None,
         "SERIALIZABLE",
@@ -192,6 +196,7 @@ FACTS: dict[Backend, BackendFacts] = {
         "PostgreSQL",
         "asyncpg",
         "psycopg, in SQLAlchemy 2.1",
+        "psycopg",
         "SELECT version()",
         "SELECT pg_backend_pid()",
         "READ COMMITTED",
@@ -219,6 +224,7 @@ FACTS: dict[Backend, BackendFacts] = {
         "MySQL/MariaDB",
         "aiomysql",
         "mysqlclient (MySQLdb)",
+        "pymysql",
         "SELECT VERSION()",
         "SELECT CONNECTION_ID()",
         "REPEATABLE READ",

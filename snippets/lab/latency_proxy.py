@@ -1,0 +1,74 @@
+"""A TCP proxy that puts a database a fixed latency away, for ``make bench-web``.
+
+Every chunk of bytes is forwarded after ``delay`` seconds, in order, in each direction: a
+round trip through the proxy costs ``2 * delay`` more, as a database in another rack or zone
+would. Loopback only. Run it as a program::
+
+    python -m snippets.lab.latency_proxy --listen 6543 --target 127.0.0.1:5432 --delay-ms 1
+
+It prints ``listening on 127.0.0.1:PORT`` once it accepts connections, and runs until stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import time
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float) -> None:
+    """Copy ``reader`` to ``writer``, each chunk ``delay`` seconds after it arrived."""
+    due: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+    async def send() -> None:
+        while True:
+            at, chunk = await due.get()
+            if not chunk:
+                break
+            wait = at - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            writer.write(chunk)
+            await writer.drain()
+
+    sender = asyncio.create_task(send())
+    try:
+        while chunk := await reader.read(65536):
+            due.put_nowait((time.monotonic() + delay, chunk))
+    finally:
+        due.put_nowait((0.0, b""))
+        with contextlib.suppress(ConnectionError):
+            await sender
+        writer.close()
+
+
+async def serve(listen_port: int, target_host: str, target_port: int, delay: float) -> None:
+    async def handle(
+        client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter
+    ) -> None:
+        server_reader, server_writer = await asyncio.open_connection(target_host, target_port)
+        await asyncio.gather(
+            _pipe(client_reader, server_writer, delay),
+            _pipe(server_reader, client_writer, delay),
+            return_exceptions=True,
+        )
+
+    server = await asyncio.start_server(handle, "127.0.0.1", listen_port)
+    print(f"listening on 127.0.0.1:{server.sockets[0].getsockname()[1]}", flush=True)
+    async with server:
+        await server.serve_forever()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--listen", type=int, required=True, help="loopback port to listen on")
+    parser.add_argument("--target", required=True, help="HOST:PORT of the database")
+    parser.add_argument("--delay-ms", type=float, required=True, help="added each way")
+    args = parser.parse_args()
+    host, _, port = args.target.rpartition(":")
+    asyncio.run(serve(args.listen, host, int(port), args.delay_ms / 1000))
+
+
+if __name__ == "__main__":
+    main()

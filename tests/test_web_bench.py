@@ -1,0 +1,139 @@
+"""The four apps of ``make bench-web``, each answering TechEmpower's database tests by its rules,
+on the configured backend (in-process: uvicorn and wrk are the benchmark's, not the tests')."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Callable
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from snippets import database_url, open_engine
+from snippets.lab import web_bench
+from snippets.lab.observe import recorded_statements
+from snippets.lab.web_bench import FORTUNES, WORLDS, World, query_count
+
+
+@pytest.fixture
+async def bench_engine(namespace: str) -> AsyncIterator[AsyncEngine]:
+    engine = await open_engine(namespace=namespace, fresh=True, pool_size=10, max_overflow=0)
+    await web_bench.prepare(engine)
+    await web_bench.prepare(engine)  # idempotent: a second call adds nothing
+    yield engine
+    await engine.dispose()
+
+
+def app_factories(engine: AsyncEngine, namespace: str) -> dict[str, Callable[[], FastAPI]]:
+    configured = database_url()  # the raw and sync apps apply the namespace themselves
+    return {
+        "raw": lambda: web_bench.create_raw_app(configured, namespace),
+        "guide": lambda: web_bench.create_guide_app(engine),
+        "tuned": lambda: web_bench.create_tuned_app(engine),
+        "sync": lambda: web_bench.create_sync_app(web_bench.sync_engine(configured, namespace)),
+    }
+
+
+@pytest.fixture(params=web_bench.VARIANTS)
+async def client(
+    request: pytest.FixtureRequest, bench_engine: AsyncEngine, namespace: str
+) -> AsyncIterator[httpx.AsyncClient]:
+    app = app_factories(bench_engine, namespace)[request.param]()
+    async with (
+        LifespanManager(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client,
+    ):
+        yield client
+
+
+def is_world(item: object) -> bool:
+    return (
+        isinstance(item, dict)
+        and set(item) == {"id", "randomNumber"}
+        and 1 <= item["id"] <= WORLDS
+        and 1 <= item["randomNumber"] <= WORLDS
+    )
+
+
+def test_query_count_follows_the_rules() -> None:
+    assert [query_count(raw) for raw in ("20", "0", "-5", "501", "foo", "", "2.5")] == [
+        20,
+        1,
+        1,
+        500,
+        1,
+        1,
+        1,
+    ]
+
+
+async def test_db_returns_one_world(client: httpx.AsyncClient) -> None:
+    response = await client.get("/db")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert is_world(response.json()), response.json()
+
+
+@pytest.mark.parametrize(("raw", "count"), [("20", 20), ("foo", 1), ("0", 1), ("501", 500)])
+async def test_queries_returns_the_clamped_count(
+    client: httpx.AsyncClient, raw: str, count: int
+) -> None:
+    response = await client.get("/queries", params={"queries": raw})
+    assert response.status_code == 200
+    worlds = response.json()
+    assert len(worlds) == count
+    assert all(is_world(world) for world in worlds)
+
+
+async def test_fortunes_are_sorted_escaped_and_include_the_added_one(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.get("/fortunes")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    rows = re.findall(r"<tr><td>(\d+)</td><td>(.*?)</td></tr>", response.text)
+    assert len(rows) == len(FORTUNES) + 1
+    messages = [message for _, message in rows]
+    assert "<script>" not in response.text
+    assert "&lt;script&gt;" in response.text
+    assert ("0", web_bench.ADDED_FORTUNE) in rows
+    assert "フレームワークのベンチマーク" in messages
+    unescaped = [
+        m.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"') for m in messages
+    ]
+    assert unescaped == sorted(unescaped)
+
+
+async def test_updates_write_what_they_return(
+    client: httpx.AsyncClient, bench_engine: AsyncEngine
+) -> None:
+    response = await client.get("/updates", params={"queries": "7"})
+    assert response.status_code == 200
+    worlds = response.json()
+    assert len(worlds) == 7
+    assert all(is_world(world) for world in worlds)
+    returned = {world["id"]: world["randomNumber"] for world in worlds}  # the last one wins
+    async with bench_engine.connect() as conn:
+        query = select(World.id, World.randomnumber).where(World.id.in_(returned))  # type: ignore[call-overload,attr-defined]
+        stored = dict((await conn.execute(query)).all())
+    assert stored == returned
+
+
+async def test_the_guide_app_sends_one_select_per_world(bench_engine: AsyncEngine) -> None:
+    """The statements a request sends, counted: what round trips the guide's way costs."""
+    app = web_bench.create_guide_app(bench_engine)
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        LifespanManager(app),
+        httpx.AsyncClient(transport=transport, base_url="http://t") as c,
+    ):
+        with recorded_statements(bench_engine) as single:
+            assert (await c.get("/db")).status_code == 200
+        with recorded_statements(bench_engine) as many:
+            assert (await c.get("/queries", params={"queries": 5})).status_code == 200
+    assert [s.split()[0] for s in single] == ["SELECT"]
+    assert len(many) == 5

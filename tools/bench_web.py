@@ -1,0 +1,370 @@
+"""``make bench-web``: the guide's web stack against the raw driver and sync SQLModel.
+
+Serves each app of ``snippets.lab.web_bench`` (``raw``, ``guide``, ``tuned``, ``sync``) with one
+uvicorn worker (uvloop, httptools) on a free loopback port, loads it with ``wrk`` (Debian's
+package) for TechEmpower's database tests at several concurrencies, each figure the best of
+``--repeats`` short runs, and writes ``build/bench/web.json`` (variant, test, concurrency,
+latency, req/s of every run, p50, p99, errors, ratios to raw and to sync, versions, server)
+and ``build/bench/web.png`` (req/s and p99 against concurrency). The server runs on core 0 and
+wrk on core 1 where ``taskset`` works. On PostgreSQL and MySQL/MariaDB a second series puts the
+database ``--latency-ms`` away through ``snippets.lab.latency_proxy`` (checked first, at 0 ms,
+not to be the bottleneck: raw through it against raw direct).
+
+The targets are checked here, never in a timed test: on PostgreSQL the guide's ORM app at least
+0.4x raw and the tuned (Core) app at least 0.6x raw on ``/db`` and ``/fortunes`` at c=64; both
+at least 1.5x sync at c=64 with the database 2 ms away; their p99 at most 3x raw's at c=64. A
+missed target makes the exit status 1 and is printed. SQLite has no server to be far from: its
+comparison that matters is with sync SQLModel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy.engine import URL
+
+from snippets.backends import FACTS, backend_of
+from snippets.config import PROJECT_ROOT, DatabaseConfigError, database_url, redact
+from snippets.lab.web_bench import VARIANTS, prepare_namespace
+
+TARGETS_ON = "postgresql"
+"""The backend the targets are set for; the others' figures are written all the same."""
+TESTS = {
+    "db": "/db",
+    "queries": "/queries?queries=20",
+    "fortunes": "/fortunes",
+    "updates": "/updates?queries=20",
+}
+
+
+@dataclass
+class Point:
+    variant: str
+    test: str
+    concurrency: int
+    latency_ms: float
+    rps: float
+    rps_runs: list[float]
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    ratio_to_raw: float | None = None
+    ratio_to_sync: float | None = None
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def pinned(core: int, command: list[str]) -> list[str]:
+    """``command`` on one core where taskset works, as it is elsewhere."""
+    taskset = shutil.which("taskset")
+    if taskset and subprocess.run([taskset, "-c", str(core), "true"], check=False).returncode == 0:
+        return [taskset, "-c", str(core), *command]
+    return command
+
+
+UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
+
+
+def _ms(output: str, percentile: str) -> float:
+    """A latency percentile of wrk's ``--latency`` table, in ms (NaN when none completed)."""
+    found = re.search(rf"{percentile}%\s+([\d.]+)(us|ms|s|m|h)\b", output)
+    return float(found.group(1)) * UNITS_MS[found.group(2)] if found else float("nan")
+
+
+def run_wrk(url: str, concurrency: int, seconds: float) -> tuple[float, float, float, int]:
+    """One wrk run: requests/s, p50 and p99 in ms, and errors (socket errors, non-2xx)."""
+    command = ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds:g}s", "--latency", "--timeout", "5s"]
+    out = subprocess.run(
+        pinned(1, [*command, url]), capture_output=True, text=True, timeout=seconds + 30, check=True
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50, p99 = (_ms(out, "50"), _ms(out, "99")) if rps > 0 else (float("nan"), float("nan"))
+    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    return rps, p50, p99, errors + (int(non_2xx.group(1)) if non_2xx else 0)
+
+
+class Served:
+    """One app under uvicorn on a free loopback port, stopped (by its pid) on the way out."""
+
+    def __init__(self, variant: str, url: str, namespace: str) -> None:
+        self.port = free_port()
+        environment = {**os.environ, "DATABASE_URL": url, "WEB_BENCH_NAMESPACE": namespace}
+        uvicorn = [sys.executable, "-m", "uvicorn", "--factory"]
+        self.process = subprocess.Popen(
+            pinned(
+                0,
+                [
+                    *uvicorn,
+                    f"snippets.lab.web_bench:create_{variant}_app",
+                    *("--host", "127.0.0.1", "--port", str(self.port)),
+                    *("--loop", "uvloop", "--http", "httptools"),
+                    *("--no-access-log", "--log-level", "warning"),
+                ],
+            ),
+            env=environment,
+            cwd=PROJECT_ROOT,
+        )
+        self.base = f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> Served:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"uvicorn exited with {self.process.returncode}")
+            try:
+                if httpx.get(self.base + "/db", timeout=2).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        self.__exit__()
+        raise TimeoutError(f"{self.base} did not answer within 30 s")
+
+    def __exit__(self, *_: object) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+class Proxy:
+    """``snippets.lab.latency_proxy`` in a process of its own, stopped on the way out."""
+
+    def __init__(self, host: str, port: int, delay_ms: float) -> None:
+        self.port = free_port()
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                *("-m", "snippets.lab.latency_proxy", "--listen", str(self.port)),
+                *("--target", f"{host}:{port}", "--delay-ms", str(delay_ms / 2)),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=PROJECT_ROOT,
+        )
+        assert self.process.stdout is not None
+        self.process.stdout.readline()  # "listening on ..."
+
+    def __enter__(self) -> Proxy:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+def measure(
+    variant: str,
+    url: str,
+    namespace: str,
+    tests: list[str],
+    levels: list[int],
+    args: Any,
+    latency: float,
+) -> list[Point]:
+    points = []
+    with Served(variant, url, namespace) as served:
+        for test in tests:
+            target = served.base + TESTS[test]
+            run_wrk(target, max(levels), 1)  # warm the pool, the caches and the JIT-less paths
+            for concurrency in levels:
+                runs = [run_wrk(target, concurrency, args.seconds) for _ in range(args.repeats)]
+                best = max(runs)
+                point = Point(
+                    variant,
+                    test,
+                    concurrency,
+                    latency,
+                    round(best[0], 1),
+                    [round(run[0], 1) for run in runs],
+                    round(best[1], 2),
+                    round(best[2], 2),
+                    sum(run[3] for run in runs),
+                )
+                points.append(point)
+                print(
+                    f"{variant:<6} {test:<9} c={concurrency:<4} {latency:g} ms: {point.rps:>9,.0f}"
+                    f" req/s  p50 {point.p50_ms:7.2f} ms  p99 {point.p99_ms:8.2f} ms"
+                    f"  errors {point.errors}",
+                    flush=True,
+                )
+    return points
+
+
+def add_ratios(points: list[Point]) -> None:
+    key = {(p.variant, p.test, p.concurrency, p.latency_ms): p for p in points}
+    for p in points:
+        raw = key.get(("raw", p.test, p.concurrency, p.latency_ms))
+        sync = key.get(("sync", p.test, p.concurrency, p.latency_ms))
+        p.ratio_to_raw = round(p.rps / raw.rps, 3) if raw and raw.rps else None
+        p.ratio_to_sync = round(p.rps / sync.rps, 3) if sync and sync.rps else None
+
+
+def check_targets(points: list[Point], latency: float) -> list[tuple[str, float, str, bool]]:
+    """``(target, measured, bound, met)`` for the PostgreSQL targets the docstring lists."""
+    key = {(p.variant, p.test, p.concurrency, p.latency_ms): p for p in points}
+    checked = []
+    for variant, floor in (("guide", 0.4), ("tuned", 0.6)):
+        for test in ("db", "fortunes"):
+            point = key.get((variant, test, 64, 0.0))
+            if point and point.ratio_to_raw is not None:
+                checked.append(
+                    (f"{variant} {test} c=64 / raw", point.ratio_to_raw, f">= {floor}",
+                     point.ratio_to_raw >= floor)
+                )  # fmt: skip
+            raw = key.get(("raw", test, 64, 0.0))
+            if point and raw:
+                ratio = point.p99_ms / raw.p99_ms
+                checked.append((f"{variant} {test} c=64 p99 / raw p99", ratio, "<= 3", ratio <= 3))
+        far = key.get((variant, "db", 64, latency))
+        if far and far.ratio_to_sync is not None:
+            checked.append(
+                (f"{variant} db c=64, {latency:g} ms away / sync", far.ratio_to_sync, ">= 1.5",
+                 far.ratio_to_sync >= 1.5)
+            )  # fmt: skip
+    return checked
+
+
+def measure_far(url: URL, namespace: str, args: Any) -> list[Point]:
+    """/db at c=64 through the latency proxy: raw at 0 ms (the proxy's own cost), then every
+    variant ``--latency-ms`` away."""
+    host, port = url.host or "127.0.0.1", url.port or 0
+    points = []
+    for delay, variants in ((0.0, ["raw"]), (args.latency_ms, args.variants)):
+        with Proxy(host, port, delay) as proxy:
+            far = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+            for variant in variants:
+                for point in measure(variant, far, namespace, ["db"], [64], args, delay):
+                    if delay == 0:
+                        point.variant += " via proxy"
+                    points.append(point)
+    return points
+
+
+def noise(points: list[Point]) -> dict[str, float]:
+    """How far apart each figure's runs were: (best - worst) / best."""
+    return {
+        f"{p.variant} {p.test} c={p.concurrency} {p.latency_ms:g} ms": round(
+            (max(p.rps_runs) - min(p.rps_runs)) / max(p.rps_runs), 3
+        )
+        for p in points
+        if p.rps_runs and max(p.rps_runs) > 0
+    }
+
+
+def plot(points: list[Point], title: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    direct = [p for p in points if p.latency_ms == 0]
+    tests = list(dict.fromkeys(p.test for p in direct))
+    fig, axes = plt.subplots(2, len(tests), figsize=(3.2 * len(tests), 5.4), squeeze=False)
+    for column, test in enumerate(tests):
+        for variant in VARIANTS:
+            series = sorted(
+                (p.concurrency, p.rps, p.p99_ms)
+                for p in direct
+                if p.test == test and p.variant == variant
+            )
+            if not series:
+                continue
+            levels, rates, p99s = zip(*series, strict=True)
+            axes[0][column].plot(levels, rates, "o-", label=variant)
+            axes[1][column].plot(levels, p99s, "o-", label=variant)
+        axes[0][column].set_title(test, fontsize=10)
+        for row, label in ((0, "req/s"), (1, "p99 ms")):
+            axes[row][column].set_xscale("log", base=2)
+            axes[row][column].set_xlabel("concurrent connections")
+            axes[row][column].set_ylabel(label)
+        axes[1][column].set_yscale("log")
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--tests", nargs="+", default=list(TESTS), choices=list(TESTS))
+    parser.add_argument("--concurrency", nargs="+", type=int, default=[1, 16, 64, 256])
+    parser.add_argument("--seconds", type=float, default=3.0, help="per wrk run")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per figure (best kept)")
+    parser.add_argument(
+        "--latency-ms", type=float, default=2.0, help="round trip added by the proxy"
+    )
+    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "build" / "bench")
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        print("make bench-web needs wrk: apt-get install -y wrk", file=sys.stderr)
+        return 2
+    try:
+        url = database_url()
+    except DatabaseConfigError as error:
+        print(error, file=sys.stderr)
+        return 2
+    backend = backend_of(url)
+    namespace = "web_bench"
+    os.environ["WEB_BENCH_NAMESPACE"] = namespace
+    asyncio.run(prepare_namespace(namespace))
+    shown = redact(url.render_as_string(hide_password=False))
+    print(f"TechEmpower's database tests on {FACTS[backend].label} ({shown}), one uvicorn worker")
+    points: list[Point] = []
+    for variant in args.variants:
+        points += measure(variant, url.render_as_string(hide_password=False), namespace,
+                          args.tests, args.concurrency, args, 0.0)  # fmt: skip
+    if FACTS[backend].has_server and args.latency_ms > 0:
+        points += measure_far(url, namespace, args)
+    add_ratios(points)
+    checked = check_targets(points, args.latency_ms) if backend == TARGETS_ON else []
+    args.out.mkdir(parents=True, exist_ok=True)
+    drivers = ("sqlalchemy", "sqlmodel", "fastapi", "uvicorn", FACTS[backend].async_driver)
+    report = {
+        "backend": backend,
+        "python": platform.python_version(),
+        "versions": {name: version(name) for name in drivers},
+        "seconds_per_run": args.seconds,
+        "repeats": args.repeats,
+        "points": [asdict(p) for p in points],
+        "noise": noise(points),
+        "targets": [
+            {"name": name, "measured": round(measured, 3), "bound": bound, "met": met}
+            for name, measured, bound, met in checked
+        ],
+    }
+    # NaN (no request completed) is not JSON: null.
+    text = json.dumps(report, indent=2).replace("NaN", "null")
+    (args.out / "web.json").write_text(text + "\n")
+    plot(points, f"TechEmpower database tests, {FACTS[backend].label}", args.out / "web.png")
+    for name, measured, bound, met in checked:
+        print(f"target {name}: {measured:.2f} ({bound}) {'met' if met else 'MISSED'}")
+    print(f"wrote {args.out / 'web.json'} and {args.out / 'web.png'}")
+    return 0 if all(met for *_, met in checked) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
