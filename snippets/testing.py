@@ -15,7 +15,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -25,7 +25,7 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from snippets.api import get_session
+from snippets.api import get_read_session, get_session
 
 
 @asynccontextmanager
@@ -48,21 +48,27 @@ async def api_client(
     app: FastAPI,
     session: AsyncSession | None = None,
     *,
-    dependency: Callable[..., Any] = get_session,
+    dependency: Callable[..., Any] | Sequence[Callable[..., Any]] = (
+        get_session,
+        get_read_session,
+    ),
 ) -> AsyncIterator[httpx.AsyncClient]:
     """Call ``app`` in-process, lifespan included.
 
     Args:
         session: when given, every request gets it instead of what ``dependency`` gives.
-        dependency: the app's session dependency to override (the function its routes name in
-            ``Depends``); ``snippets.api.get_session`` by default.
+        dependency: the app's session dependencies to override (the functions its routes name
+            in ``Depends``); ``snippets.api.get_session`` and ``get_read_session`` by default,
+            so that reads see the test's uncommitted writes.
     """
+    overridden = [dependency] if callable(dependency) else list(dependency)
     if session is not None:
 
         async def override() -> AsyncIterator[AsyncSession]:
             yield session
 
-        app.dependency_overrides[dependency] = override
+        for replaced in overridden:
+            app.dependency_overrides[replaced] = override
     try:
         async with (
             LifespanManager(app) as manager,
@@ -72,4 +78,5 @@ async def api_client(
         ):
             yield client
     finally:
-        app.dependency_overrides.pop(dependency, None)
+        for replaced in overridden:
+            app.dependency_overrides.pop(replaced, None)

@@ -124,7 +124,8 @@ async def test_updates_write_what_they_return(
 
 
 async def test_the_guide_app_sends_one_select_per_world(bench_engine: AsyncEngine) -> None:
-    """The statements a request sends, counted: what round trips the guide's way costs."""
+    """The statements a request sends, counted: what round trips the guide's way costs. (The
+    recorder sees no BEGIN on any backend; ReadSessionDep's AUTOCOMMIT sends none at all.)"""
     app = web_bench.create_guide_app(bench_engine)
     transport = httpx.ASGITransport(app=app)
     async with (
@@ -135,5 +136,9 @@ async def test_the_guide_app_sends_one_select_per_world(bench_engine: AsyncEngin
             assert (await c.get("/db")).status_code == 200
         with recorded_statements(bench_engine) as many:
             assert (await c.get("/queries", params={"queries": 5})).status_code == 200
+        with recorded_statements(bench_engine) as updated:
+            assert (await c.get("/updates", params={"queries": 5})).status_code == 200
     assert [s.split()[0] for s in single] == ["SELECT"]
     assert len(many) == 5
+    # Five reads, then one UPDATE for all (an executemany), not read/write alternating.
+    assert [s.split()[0] for s in updated] == ["SELECT"] * 5 + ["UPDATE"]

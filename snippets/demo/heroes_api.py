@@ -20,7 +20,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
-from snippets.api import SessionDep, commit_or_conflict, database_lifespan
+from snippets.api import ReadSessionDep, SessionDep, commit_or_conflict, database_lifespan
 from snippets.demo import crud
 from snippets.demo.models import (
     Hero,
@@ -68,13 +68,13 @@ async def create_hero(data: HeroCreate, session: SessionDep) -> Hero:
 
 @router.get("/heroes/", response_model=list[HeroPublic])
 async def list_heroes(
-    session: SessionDep, offset: Offset = 0, limit: Limit = MAX_PAGE
+    session: ReadSessionDep, offset: Offset = 0, limit: Limit = MAX_PAGE
 ) -> list[Hero]:
     return await crud.list_heroes(session, offset=offset, limit=limit)
 
 
 @router.get("/heroes/{hero_id}", response_model=HeroPublic)
-async def read_hero(hero_id: int, session: SessionDep) -> Hero:
+async def read_hero(hero_id: int, session: ReadSessionDep) -> Hero:
     return await _hero_or_404(session, hero_id)
 
 
@@ -109,14 +109,14 @@ async def create_team(data: TeamCreate, session: SessionDep) -> Team:
 
 @router.get("/teams/", response_model=list[TeamPublic])
 async def list_teams(
-    session: SessionDep, offset: Offset = 0, limit: Limit = MAX_PAGE
+    session: ReadSessionDep, offset: Offset = 0, limit: Limit = MAX_PAGE
 ) -> list[Team]:
     statement: SelectOfScalar[Team] = select(Team).order_by(col(Team.id))
     return list((await session.exec(statement.offset(offset).limit(limit))).all())
 
 
 @router.get("/teams/{team_id}", response_model=TeamPublicWithHeroes)
-async def read_team(team_id: int, session: SessionDep) -> Team:
+async def read_team(team_id: int, session: ReadSessionDep) -> Team:
     # The response model reads team.heroes: load them now, or validation fails (notebook 05).
     statement: SelectOfScalar[Team] = (
         select(Team).where(col(Team.id) == team_id).options(selectinload(rel(Team.heroes)))

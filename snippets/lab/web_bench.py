@@ -14,8 +14,9 @@ rows of ``id`` and ``randomnumber``) and ``fortune`` (12 messages):
 The same tests, four ways (``make bench-web`` serves each with uvicorn and loads it with wrk):
 
 * ``raw``: the driver alone (asyncpg, aiomysql, aiosqlite), a pool of its own: the baseline;
-* ``guide``: what chapters 02 and 08 teach: ``database_lifespan``, ``SessionDep``,
-  ``session.get``, ``session.exec(select(...))``, ORM changes and a commit, response models;
+* ``guide``: what chapters 02 and 08 teach: ``database_lifespan``, ``ReadSessionDep`` for
+  reads and ``SessionDep`` for writes, ``session.get``, ``session.exec(select(...))``, ORM
+  changes (without autoflush in the read-modify loop) and a commit, response models;
 * ``tuned``: the same engine, Core statements of columns built once, reads on a connection in
   ``AUTOCOMMIT`` (no ``BEGIN``/``ROLLBACK``), one ``executemany`` for the updates;
 * ``sync``: FastAPI's SQL tutorial: ``def`` endpoints in the thread pool, a synchronous engine
@@ -46,7 +47,7 @@ from sqlalchemy.orm import registry
 from sqlmodel import Field, Session, SQLModel, select
 
 from snippets import open_engine
-from snippets.api import SessionDep, database_lifespan
+from snippets.api import ReadSessionDep, SessionDep, database_lifespan
 from snippets.backends import Backend, backend_of, facts
 from snippets.bulk import bulk_insert
 from snippets.config import database_url
@@ -163,33 +164,38 @@ async def prepare_namespace(namespace: str | None = None) -> None:
 
 
 def create_guide_app(engine: AsyncEngine | None = None) -> FastAPI:
-    """The guide's way (chapters 02 and 08): ORM reads and writes in a session per request."""
+    """The guide's way (chapters 02 and 08): ORM reads and writes in a session per request;
+    reads in ``ReadSessionDep`` (no ``BEGIN``/``ROLLBACK``), a read-modify loop without
+    autoflush (one batched ``UPDATE`` at the commit)."""
     app = FastAPI(lifespan=database_lifespan(engine or open_bench_engine))
 
     @app.get("/db", response_model=WorldPublic)
-    async def single(session: SessionDep) -> WorldPublic:
+    async def single(session: ReadSessionDep) -> WorldPublic:
         world = await session.get(World, random_id())
         assert world is not None
         return WorldPublic(id=world.id, randomNumber=world.randomnumber)
 
     @app.get("/queries", response_model=list[WorldPublic])
-    async def queries(session: SessionDep, queries: Queries = 1) -> list[WorldPublic]:
+    async def queries(session: ReadSessionDep, queries: Queries = 1) -> list[WorldPublic]:
         worlds = [await session.get(World, random_id()) for _ in range(queries)]
         return [WorldPublic(id=w.id, randomNumber=w.randomnumber) for w in worlds if w]
 
     @app.get("/fortunes", response_class=HTMLResponse)
-    async def fortunes(session: SessionDep) -> str:
+    async def fortunes(session: ReadSessionDep) -> str:
         rows = (await session.exec(select(Fortune))).all()
         return fortunes_page([(row.id, row.message) for row in rows])
 
     @app.get("/updates", response_model=list[WorldPublic])
     async def updates(session: SessionDep, queries: Queries = 1) -> list[WorldPublic]:
         changed = []
-        for _ in range(queries):
-            world = await session.get(World, random_id())
-            assert world is not None
-            world.randomnumber = random_id()
-            changed.append(WorldPublic(id=world.id, randomNumber=world.randomnumber))
+        # Without it, each get() would first flush the previous world's change: a read and
+        # a write per world, alternating. With it, the commit sends one batched UPDATE.
+        with session.no_autoflush:
+            for _ in range(queries):
+                world = await session.get(World, random_id())
+                assert world is not None
+                world.randomnumber = random_id()
+                changed.append(WorldPublic(id=world.id, randomNumber=world.randomnumber))
         await session.commit()
         return changed
 
