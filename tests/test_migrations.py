@@ -256,13 +256,17 @@ async def test_a_migration_failing_half_way_leaves_what_the_backend_keeps(
     assert ("mission_log" in await table_names(engine)) is not transactional
 
 
-def migrate_in_two_processes(namespace: str, *options: str) -> list[dict[str, object]]:
+def migrate_in_two_processes(
+    namespace: str, barrier: Path, *options: str
+) -> list[dict[str, object]]:
     command_line = [
         sys.executable,
         str(PROJECT_ROOT / "examples" / "migrate.py"),
         namespace,
         "--versions",
         str(PROJECT_ROOT / "examples" / "slow_migrations"),
+        "--together",  # both start migrating at once, however slowly each process started
+        str(barrier),
         *options,
     ]
     processes = [
@@ -274,18 +278,18 @@ def migrate_in_two_processes(namespace: str, *options: str) -> list[dict[str, ob
 
 
 async def test_the_migration_lock_lets_one_process_migrate(
-    empty: AsyncEngine, namespace: str
+    empty: AsyncEngine, namespace: str, tmp_path: Path
 ) -> None:
-    results = migrate_in_two_processes(namespace)
+    results = migrate_in_two_processes(namespace, tmp_path)
     assert [result["ok"] for result in results] == [True, True], results
     assert sorted(str(result["ran"]) for result in results) == ["['s1']", "[]"]
     assert await table_names(empty) == ["alembic_version", "launch"]
 
 
 async def test_without_the_lock_the_second_process_fails(
-    empty: AsyncEngine, namespace: str
+    empty: AsyncEngine, namespace: str, tmp_path: Path
 ) -> None:
-    results = migrate_in_two_processes(namespace, "--no-lock")
+    results = migrate_in_two_processes(namespace, tmp_path, "--no-lock")
     failed = [result for result in results if not result["ok"]]
     if facts(empty).serialises_migrations:
         assert failed == [], results
