@@ -9,8 +9,8 @@ Run from a shell; notebook 12 starts two at once to show what the migration lock
 of what it prevents, never for real use); ``--together DIR`` waits until ``--parties`` processes
 (default 2) have arrived in DIR, so that they start migrating at the same moment however long
 each took to start (a busy machine can start one a second later). It prints one JSON line:
-``{"ok": true, "ran": ["s1"], "error": null, "seconds": 1.2}``, where ``ran`` lists the revisions *this* process applied. The
-URL is ``DATABASE_URL`` (SQLite by default).
+``{"ok": true, "ran": ["s1"], "error": null, "seconds": 1.2}``, where ``ran`` lists the
+revisions *this* process applied. The URL is ``DATABASE_URL`` (SQLite by default).
 """
 
 from __future__ import annotations
