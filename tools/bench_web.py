@@ -26,21 +26,18 @@ import os
 import platform
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from dataclasses import asdict, dataclass
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-import httpx
 from sqlalchemy.engine import URL
 
 from snippets.backends import FACTS, backend_of
 from snippets.config import PROJECT_ROOT, DatabaseConfigError, database_url, redact
-from snippets.lab.web_bench import VARIANTS, prepare_namespace
+from snippets.lab.web_bench import VARIANTS, Served, free_port, pinned, prepare_namespace
 
 TARGETS_ON = "postgresql"
 """The backend the targets are set for; the others' figures are written all the same."""
@@ -67,20 +64,6 @@ class Point:
     ratio_to_sync: float | None = None
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def pinned(core: int, command: list[str]) -> list[str]:
-    """``command`` on one core where taskset works, as it is elsewhere."""
-    taskset = shutil.which("taskset")
-    if taskset and subprocess.run([taskset, "-c", str(core), "true"], check=False).returncode == 0:
-        return [taskset, "-c", str(core), *command]
-    return command
-
-
 UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
 
 
@@ -101,52 +84,6 @@ def run_wrk(url: str, concurrency: int, seconds: float) -> tuple[float, float, f
     errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
     non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     return rps, p50, p99, errors + (int(non_2xx.group(1)) if non_2xx else 0)
-
-
-class Served:
-    """One app under uvicorn on a free loopback port, stopped (by its pid) on the way out."""
-
-    def __init__(self, variant: str, url: str, namespace: str) -> None:
-        self.port = free_port()
-        environment = {**os.environ, "DATABASE_URL": url, "WEB_BENCH_NAMESPACE": namespace}
-        uvicorn = [sys.executable, "-m", "uvicorn", "--factory"]
-        self.process = subprocess.Popen(
-            pinned(
-                0,
-                [
-                    *uvicorn,
-                    f"snippets.lab.web_bench:create_{variant}_app",
-                    *("--host", "127.0.0.1", "--port", str(self.port)),
-                    *("--loop", "uvloop", "--http", "httptools"),
-                    *("--no-access-log", "--log-level", "warning"),
-                ],
-            ),
-            env=environment,
-            cwd=PROJECT_ROOT,
-        )
-        self.base = f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> Served:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"uvicorn exited with {self.process.returncode}")
-            try:
-                if httpx.get(self.base + "/db", timeout=2).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        self.__exit__()
-        raise TimeoutError(f"{self.base} did not answer within 30 s")
-
-    def __exit__(self, *_: object) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
 
 
 class Proxy:

@@ -29,13 +29,21 @@ fills the tables there. Instruments, not code to copy: what to copy is in ``snip
 
 from __future__ import annotations
 
+import asyncio
 import html
 import os
 import random
+import shutil
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Annotated, Any, Protocol
 
+import httpx
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, BeforeValidator
@@ -50,7 +58,7 @@ from snippets import open_engine
 from snippets.api import ReadSessionDep, SessionDep, database_lifespan
 from snippets.backends import Backend, backend_of, facts
 from snippets.bulk import bulk_insert
-from snippets.config import database_url
+from snippets.config import PROJECT_ROOT, database_url
 from snippets.engine import namespaced_url
 from snippets.tables import create_tables
 
@@ -546,3 +554,117 @@ def create_sync_app(engine: Engine | None = None) -> FastAPI:
 
 VARIANTS = ("raw", "guide", "tuned", "sync")
 """The apps ``make bench-web`` compares; each factory is ``create_<variant>_app``."""
+
+
+# serving and loading them for real
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def pinned(core: int, command: list[str]) -> list[str]:
+    """``command`` on one core where taskset works, as it is elsewhere."""
+    taskset = shutil.which("taskset")
+    if taskset and subprocess.run([taskset, "-c", str(core), "true"], check=False).returncode == 0:
+        return [taskset, "-c", str(core), *command]
+    return command
+
+
+class Served:
+    """One app under uvicorn on a free loopback port, stopped (by its pid) on the way out."""
+
+    def __init__(self, variant: str, url: str, namespace: str) -> None:
+        self.port = free_port()
+        environment = {**os.environ, "DATABASE_URL": url, "WEB_BENCH_NAMESPACE": namespace}
+        uvicorn = [sys.executable, "-m", "uvicorn", "--factory"]
+        self.process = subprocess.Popen(
+            pinned(
+                0,
+                [
+                    *uvicorn,
+                    f"snippets.lab.web_bench:create_{variant}_app",
+                    *("--host", "127.0.0.1", "--port", str(self.port)),
+                    *("--loop", "uvloop", "--http", "httptools"),
+                    *("--no-access-log", "--log-level", "warning"),
+                ],
+            ),
+            env=environment,
+            cwd=PROJECT_ROOT,
+        )
+        self.base = f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> Served:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"uvicorn exited with {self.process.returncode}")
+            try:
+                if httpx.get(self.base + "/db", timeout=2).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        self.__exit__()
+        raise TimeoutError(f"{self.base} did not answer within 30 s")
+
+    def __exit__(self, *_: object) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@dataclass(frozen=True)
+class LoadFigures:
+    """What ``load`` measured: completed requests, their rate and latencies, and failures."""
+
+    requests: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    failures: int
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds
+
+
+async def load(url: str, *, concurrency: int, seconds: float, limit: int = 20_000) -> LoadFigures:
+    """GET ``url`` from ``concurrency`` clients at once for ``seconds`` (at most ``limit``
+    requests in all): a small load generator for a notebook, where wrk may not be installed."""
+    latencies: list[float] = []
+    failures = 0
+    deadline = time.monotonic() + seconds
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+
+    async def client_loop(client: httpx.AsyncClient) -> None:
+        nonlocal failures
+        while time.monotonic() < deadline and len(latencies) + failures < limit:
+            started = time.perf_counter()
+            try:
+                response = await client.get(url)
+                ok = response.status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            if ok:
+                latencies.append(time.perf_counter() - started)
+            else:
+                failures += 1
+
+    started = time.monotonic()
+    async with httpx.AsyncClient(limits=limits, timeout=10) as client:
+        await asyncio.gather(*(client_loop(client) for _ in range(concurrency)))
+    elapsed = time.monotonic() - started
+    ordered = sorted(latencies) or [float("nan")]
+    return LoadFigures(
+        len(latencies),
+        elapsed,
+        ordered[len(ordered) // 2] * 1000,
+        ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000,
+        failures,
+    )
