@@ -37,12 +37,14 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any, Protocol
 
+import anyio.to_thread
 import httpx
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse
@@ -65,6 +67,10 @@ from snippets.tables import create_tables
 POOL_SIZE = 10
 WORLDS = 10_000
 NAMESPACE_VARIABLE = "WEB_BENCH_NAMESPACE"
+THREADS_VARIABLE = "WEB_BENCH_THREADS"
+"""The thread pool of the sync app (FastAPI's default: 40, anyio's limiter)."""
+POOL_TIMEOUT_VARIABLE = "WEB_BENCH_POOL_TIMEOUT"
+"""Seconds the sync app's requests wait for a pooled connection (SQLAlchemy's default: 30)."""
 FORTUNES = [
     "fortune: No such file or directory",
     "A computer scientist is someone who fixes things that aren't broken.",
@@ -505,7 +511,14 @@ def sync_engine(url: URL | None = None, namespace: str | None = None) -> Engine:
     connect_args: dict[str, Any] = {}
     if backend_facts.namespace_kind == "schema":  # psycopg: a schema first on search_path
         connect_args["options"] = f"-csearch_path={chosen}"
-    return create_engine(target, pool_size=POOL_SIZE, max_overflow=0, connect_args=connect_args)
+    pool_timeout = float(os.environ.get(POOL_TIMEOUT_VARIABLE, "30"))
+    return create_engine(
+        target,
+        pool_size=POOL_SIZE,
+        max_overflow=0,
+        pool_timeout=pool_timeout,
+        connect_args=connect_args,
+    )
 
 
 def get_sync_session(request: Request) -> Iterator[Session]:
@@ -518,8 +531,20 @@ SyncSessionDep = Annotated[Session, Depends(get_sync_session)]
 
 
 def create_sync_app(engine: Engine | None = None) -> FastAPI:
-    """FastAPI's SQL tutorial style: ``def`` endpoints, a ``Session`` per request."""
-    app = FastAPI()
+    """FastAPI's SQL tutorial style: ``def`` endpoints, a ``Session`` per request.
+
+    ``WEB_BENCH_THREADS`` sets the size of the thread pool those run in (chapter 14 makes it
+    small, to show the deadlock of threads and pooled connections in seconds)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        threads = os.environ.get(THREADS_VARIABLE)
+        if threads:
+            anyio.to_thread.current_default_thread_limiter().total_tokens = int(threads)
+        yield
+        app.state.sync_engine.dispose()
+
+    app = FastAPI(lifespan=lifespan)
     app.state.sync_engine = engine or sync_engine()
 
     @app.get("/db", response_model=WorldPublic)
@@ -574,11 +599,22 @@ def pinned(core: int, command: list[str]) -> list[str]:
 
 
 class Served:
-    """One app under uvicorn on a free loopback port, stopped (by its pid) on the way out."""
+    """One app under uvicorn on a free loopback port, stopped (by its pid) on the way out.
 
-    def __init__(self, variant: str, url: str, namespace: str) -> None:
+    What the server prints (its error log) goes to a file, not to the caller's output: read it
+    with ``log()``, during the block or after it."""
+
+    def __init__(self, variant: str, url: str, namespace: str, **settings: str) -> None:
         self.port = free_port()
-        environment = {**os.environ, "DATABASE_URL": url, "WEB_BENCH_NAMESPACE": namespace}
+        # Open until the block ends (then read into ``_printed``): the server writes to it.
+        self._log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115
+        self._printed: str | None = None
+        environment = {
+            **os.environ,
+            "DATABASE_URL": url,
+            NAMESPACE_VARIABLE: namespace,
+            **settings,  # e.g. WEB_BENCH_THREADS="2"
+        }
         uvicorn = [sys.executable, "-m", "uvicorn", "--factory"]
         self.process = subprocess.Popen(
             pinned(
@@ -593,14 +629,25 @@ class Served:
             ),
             env=environment,
             cwd=PROJECT_ROOT,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
         self.base = f"http://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        """Everything the server has printed so far."""
+        if self._printed is not None:
+            return self._printed
+        self._log.flush()
+        self._log.seek(0)
+        return self._log.read()
 
     def __enter__(self) -> Served:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"uvicorn exited with {self.process.returncode}")
+                last = (self.log().strip().splitlines() or ["?"])[-1]
+                raise RuntimeError(f"uvicorn exited with {self.process.returncode}: {last}")
             try:
                 if httpx.get(self.base + "/db", timeout=2).status_code == 200:
                     return self
@@ -617,6 +664,8 @@ class Served:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        self._printed = self.log()
+        self._log.close()
 
 
 @dataclass(frozen=True)
