@@ -144,3 +144,28 @@ async def test_the_guide_app_sends_one_select_per_world(bench_engine: AsyncEngin
     # The reads, then one UPDATE for all (an executemany), not read/write alternating.
     reads = ["SELECT"] * len({w["id"] for w in changed})
     assert [s.split()[0] for s in updated] == [*reads, "UPDATE"]
+
+
+def test_profile_time_is_grouped_by_package() -> None:
+    assert web_bench.package_of("/x/.venv/lib/python3.11/site-packages/sqlalchemy/orm/a.py") == (
+        "sqlalchemy"
+    )
+    assert web_bench.package_of("/x/lib/python3.11/asyncio/base_events.py") == "asyncio"
+    assert web_bench.package_of("/x/snippets/api.py") == "snippets"
+    assert web_bench.package_of("~", "<method 'poll' of 'select.epoll' objects>") == (
+        "waiting for I/O"
+    )
+    assert web_bench.package_of("~", "<built-in method builtins.len>") == "built-in (C)"
+
+
+async def test_profile_shares_add_up(bench_engine: AsyncEngine) -> None:
+    app = web_bench.create_guide_app(bench_engine)
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        LifespanManager(app),
+        httpx.AsyncClient(transport=transport, base_url="http://t") as c,
+    ):
+        shares = await web_bench.profile_shares(c, "/db", requests=20)
+    assert 99 < sum(shares.values()) < 101
+    assert shares["sqlalchemy"] > 0
+    assert list(shares.values()) == sorted(shares.values(), reverse=True)

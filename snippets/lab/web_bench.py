@@ -30,8 +30,10 @@ fills the tables there. Instruments, not code to copy: what to copy is in ``snip
 from __future__ import annotations
 
 import asyncio
+import cProfile
 import html
 import os
+import pstats
 import random
 import shutil
 import socket
@@ -42,6 +44,7 @@ import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any, Protocol
 
 import anyio.to_thread
@@ -717,3 +720,39 @@ async def load(url: str, *, concurrency: int, seconds: float, limit: int = 20_00
         ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000,
         failures,
     )
+
+
+def package_of(filename: str, function: str = "") -> str:
+    """The package a profiled function belongs to: what follows ``site-packages/``, this
+    project's ``snippets``, ``asyncio`` or the rest of the standard library; among functions
+    written in C, the event loop's wait for I/O (``epoll``/``select``) apart from the rest."""
+    if filename == "~":  # a built-in (C) function
+        waits = ("poll" in function or "select" in function) and "method" in function
+        return "waiting for I/O" if waits else "built-in (C)"
+    path = Path(filename)
+    if "site-packages" in path.parts:
+        return path.parts[path.parts.index("site-packages") + 1].removesuffix(".py")
+    if "snippets" in path.parts:
+        return "snippets"
+    if "asyncio" in path.parts:
+        return "asyncio"
+    return "python"
+
+
+async def profile_shares(client: httpx.AsyncClient, path: str, requests: int) -> dict[str, float]:
+    """Send ``requests`` GETs of ``path`` under cProfile; the share of the time spent in each
+    package's own code (its functions' ``tottime``), largest first, in percent."""
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(requests):
+        (await client.get(path)).raise_for_status()
+    profiler.disable()
+    totals: dict[str, float] = {}
+    for (filename, _, function), row in pstats.Stats(profiler).stats.items():  # type: ignore[attr-defined]
+        package = package_of(filename, function)
+        totals[package] = totals.get(package, 0.0) + row[2]
+    whole = sum(totals.values())
+    return {
+        package: round(100 * seconds / whole, 1)
+        for package, seconds in sorted(totals.items(), key=lambda item: -item[1])
+    }
