@@ -11,8 +11,8 @@ Nothing here knows a model: an application brings its own, and its own ``MetaDat
 * ``get_session`` gives each request a session of its own; ``SessionDep`` is its annotation.
 * ``get_read_session`` (``ReadSessionDep``) gives an endpoint that only reads a session whose
   statements run in ``AUTOCOMMIT``: no ``BEGIN`` before them and no ``ROLLBACK`` after, two
-  round trips fewer per request (``make bench-web`` measured the guide's ``/db`` at about half
-  the time per request on PostgreSQL), and on SQLite no ``BEGIN IMMEDIATE``, so reads no longer
+  round trips fewer per request (notebook 08 measures it side by side: about half the time per
+  read on PostgreSQL), and on SQLite no ``BEGIN IMMEDIATE``, so reads no longer
   wait for the write lock. Each statement then sees the data as of its own start, as every
   statement of a ``READ COMMITTED`` transaction (PostgreSQL's default) does anyway; a read that
   needs one snapshot across several statements (MySQL/MariaDB's ``REPEATABLE READ``, SQLite)
