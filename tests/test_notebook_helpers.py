@@ -12,10 +12,12 @@ from snippets.lab.notebook import (
     ClaimIndex,
     definitions,
     raises,
+    run_failing,
     run_without,
     show_definitions,
     show_source,
 )
+from snippets.lab.timing import eventually
 from snippets.session import make_sessionmaker
 
 
@@ -87,6 +89,14 @@ def test_run_without_reports_the_missing_module() -> None:
         run_without("json", "print('fine without it')")
 
 
+def test_run_failing_reports_the_last_error_line() -> None:
+    assert run_failing("import json\nundefined_name") == (
+        "NameError: name 'undefined_name' is not defined"
+    )
+    with pytest.raises(AssertionError, match="expected the program to fail"):
+        run_failing("print('fine')")
+
+
 def test_claim_index_records_verdicts_and_builds_the_table(tmp_path: Path) -> None:
     (tmp_path / "01_first.ipynb").write_text('{"cells": [{"source": ["# 01 · The first one\\n"]}]}')
     claims = ClaimIndex(notebooks=tmp_path)
@@ -131,3 +141,10 @@ def test_chapters_are_the_numbered_notebooks_with_their_titles() -> None:
     found = chapters()
     assert [path.name[:2] for path in found] == sorted(path.name[:2] for path in found)
     assert all(chapter_title(path).startswith(f"{path.name[:2]} · ") for path in found)
+
+
+async def test_eventually_asks_until_done_and_returns_the_last_answer() -> None:
+    answers = iter(range(10))
+    assert await eventually(lambda: next(answers), lambda n: n == 3, every=0) == 3
+    assert next(answers) == 4  # asked no more once done
+    assert await eventually(lambda: 0, lambda n: n == 1, within=0.05, every=0.01) == 0

@@ -2,10 +2,10 @@
 
 ``make site`` calls this. It reads ``build/notebooks/NN_*.ipynb`` (it never executes a cell),
 writes a Sphinx source folder to ``build/site-src/`` (the executed notebooks, each with a line
-saying which database and library versions it ran with and a link to its source, and a home page
-made from the README's table of chapters), and builds it with Sphinx, myst-nb and the book theme
-into ``build/site/``. Open ``build/site/index.html`` in a browser (``file://`` works), or serve
-the folder with ``python -m http.server -d build/site``.
+saying which database and library versions it ran with and a link to its source, a home page
+made from the README's table of chapters, and the data files the chapters link to), and builds
+it with Sphinx, myst-nb and the book theme into ``build/site/``. Open ``build/site/index.html``
+in a browser (``file://`` works), or serve the folder with ``python -m http.server -d build/site``.
 
 Exit status 2 when a notebook has no executed copy yet: run ``make run`` first.
 """
@@ -81,6 +81,8 @@ def write_sources(names: list[str]) -> None:
         notebook.cells.insert(1, nbformat.v4.new_markdown_cell(line))  # type: ignore[no-untyped-call]
         nbformat.write(notebook, SOURCE / name)  # type: ignore[no-untyped-call]
         shutil.copy(NOTEBOOKS / name, SOURCE / "_extra" / "notebooks" / name)
+    for data in NOTEBOOKS.glob("*.toml"):  # tables a chapter links to: MyST makes a download
+        shutil.copy(data, SOURCE / data.name)
 
 
 def main(argv: list[str] | None = None) -> int:

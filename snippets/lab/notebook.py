@@ -85,6 +85,20 @@ def raises(
     raise AssertionError(f"expected {names} to be raised, and nothing was")
 
 
+def run_failing(code: str) -> str:
+    """Run ``code`` in a fresh Python, as a reader would run a published snippet; return the
+    last line of its error (``NameError: name 'x' is not defined``).
+
+    Raises:
+        AssertionError: the program did not fail.
+    """
+    finished = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert finished.returncode != 0, "expected the program to fail"
+    return finished.stderr.strip().splitlines()[-1]
+
+
 def run_without(module: str, code: str) -> str:
     """Run ``code`` in a fresh Python where importing ``module`` fails, as if it were not
     installed; return the last line of its error.
@@ -92,12 +106,7 @@ def run_without(module: str, code: str) -> str:
     Raises:
         AssertionError: the program did not fail.
     """
-    program = f"import sys; sys.modules[{module!r}] = None\n{code}"
-    finished = subprocess.run(
-        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=False
-    )
-    assert finished.returncode != 0, "expected the program to fail"
-    return finished.stderr.strip().splitlines()[-1]
+    return run_failing(f"import sys; sys.modules[{module!r}] = None\n{code}")
 
 
 def run_with_missing(modules: tuple[str, ...], script: Path) -> str:
