@@ -13,7 +13,14 @@ from sqlalchemy.pool import NullPool
 
 from snippets import DatabaseConfigError, database_url, make_engine, open_engine
 from snippets.backends import FACTS, backend_of
-from snippets.lab.pool import SweepPoint, fill_pool, observe_pool, run_load, sweep
+from snippets.lab.pool import (
+    SweepPoint,
+    fill_pool,
+    head_to_head,
+    observe_pool,
+    run_load,
+    sweep,
+)
 from snippets.lab.server import kill_connections
 from snippets.pool import PoolConfigError, PoolSettings, variable_name
 
@@ -257,3 +264,37 @@ async def test_sweep_measures_every_point_within_the_pool_size(namespace: str) -
     assert all(0 < p.p50_ms <= p.p95_ms for p in points)
     # The pool is the limit: never more requests inside work than connections.
     assert peak_inside_work == {1: 1, 3: 3}
+
+
+async def test_head_to_head_takes_turns_and_keeps_each_sizes_best_round(namespace: str) -> None:
+    calls: list[int] = []  # the pool size of the engine each request ran on, in order
+    sizes_opened: list[int] = []
+
+    async def open_sized(size: int) -> AsyncEngine:
+        sizes_opened.append(size)
+        return await open_engine(namespace=namespace, pool_size=size, max_overflow=0)
+
+    async def work(conn: AsyncConnection) -> None:
+        calls.append(conn.engine.pool.size())  # type: ignore[attr-defined]
+        await conn.execute(text("SELECT 1"))
+
+    best = await head_to_head(
+        open_sized, work, pool_sizes=[1, 3], concurrency=4, requests=5, rounds=3
+    )
+    assert sizes_opened == [1, 3]
+    assert set(best) == {1, 3}
+    assert all(throughput > 0 for throughput in best.values())
+    warm_up = [1] + [3] * 3  # each connection runs the work once before measuring
+    rounds = [1] * 5 + [3] * 5 + [3] * 5 + [1] * 5 + [1] * 5 + [3] * 5  # order reversed each round
+    assert calls == warm_up + rounds
+
+
+async def test_head_to_head_raises_what_a_request_raised(namespace: str) -> None:
+    async def open_sized(size: int) -> AsyncEngine:
+        return await open_engine(namespace=namespace, pool_size=size, max_overflow=0)
+
+    async def failing(conn: AsyncConnection) -> None:
+        await conn.execute(text("SELECT no_such_column"))
+
+    with pytest.raises(exc.DBAPIError):
+        await head_to_head(open_sized, failing, pool_sizes=[1], concurrency=1, requests=1)

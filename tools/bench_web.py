@@ -36,8 +36,10 @@ from typing import Any
 from sqlalchemy.engine import URL
 
 from snippets.backends import FACTS, backend_of
-from snippets.config import PROJECT_ROOT, DatabaseConfigError, database_url, redact
-from snippets.lab.web_bench import VARIANTS, Served, free_port, pinned, prepare_namespace
+from snippets.config import PROJECT_ROOT, DatabaseConfigError, database_url, shown_url
+from snippets.lab.latency_proxy import LatencyProxy
+from snippets.lab.served import pinned
+from snippets.lab.web_bench import VARIANTS, Served, prepare_namespace
 
 TARGETS_ON = "postgresql"
 """The backend the targets are set for; the others' figures are written all the same."""
@@ -84,32 +86,6 @@ def run_wrk(url: str, concurrency: int, seconds: float) -> tuple[float, float, f
     errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
     non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     return rps, p50, p99, errors + (int(non_2xx.group(1)) if non_2xx else 0)
-
-
-class Proxy:
-    """``snippets.lab.latency_proxy`` in a process of its own, stopped on the way out."""
-
-    def __init__(self, host: str, port: int, delay_ms: float) -> None:
-        self.port = free_port()
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                *("-m", "snippets.lab.latency_proxy", "--listen", str(self.port)),
-                *("--target", f"{host}:{port}", "--delay-ms", str(delay_ms / 2)),
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
-            cwd=PROJECT_ROOT,
-        )
-        assert self.process.stdout is not None
-        self.process.stdout.readline()  # "listening on ..."
-
-    def __enter__(self) -> Proxy:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=10)
 
 
 def measure(
@@ -191,11 +167,10 @@ def check_targets(points: list[Point], latency: float) -> list[tuple[str, float,
 def measure_far(url: URL, namespace: str, args: Any) -> list[Point]:
     """/db at c=64 through the latency proxy: raw at 0 ms (the proxy's own cost), then every
     variant ``--latency-ms`` away."""
-    host, port = url.host or "127.0.0.1", url.port or 0
     points = []
     for delay, variants in ((0.0, ["raw"]), (args.latency_ms, args.variants)):
-        with Proxy(host, port, delay) as proxy:
-            far = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+        with LatencyProxy(url, delay) as proxy:
+            far = proxy.url.render_as_string(hide_password=False)
             for variant in variants:
                 for point in measure(variant, far, namespace, ["db"], [64], args, delay):
                     if delay == 0:
@@ -272,7 +247,7 @@ def main() -> int:
     namespace = "web_bench"
     os.environ["WEB_BENCH_NAMESPACE"] = namespace
     asyncio.run(prepare_namespace(namespace))
-    shown = redact(url.render_as_string(hide_password=False))
+    shown = shown_url(url)
     print(f"TechEmpower's database tests on {FACTS[backend].label} ({shown}), one uvicorn worker")
     points: list[Point] = []
     for variant in args.variants:

@@ -4,7 +4,10 @@
   invalidations) and the peak number checked out at once, through pool events.
 * ``run_load`` sends a bounded number of requests at a given concurrency and reports
   throughput and latency percentiles; ``sweep`` runs it over pool sizes and concurrencies:
-  the measurement behind a pool size.
+  the measurement behind a pool size; ``head_to_head`` measures a few pool sizes in
+  alternating rounds, for a ratio that a passing burst of load elsewhere does not decide.
+* ``arrival_order`` shows the order in which a waiting request and a newcomer get a pooled
+  connection, with and without ``snippets.api.ConnectionGate`` (notebook 14).
 * ``fill_pool`` and ``snippets.lab.server.kill_connections`` (PostgreSQL, MySQL/MariaDB)
   simulate a server or a proxy dropping the pool's connections, the fault that
   ``pool_pre_ping`` handles.
@@ -23,6 +26,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from snippets.api import ConnectionGate, turn_at
 from snippets.backends import facts
 
 
@@ -196,6 +200,17 @@ class SweepPoint:
     errors: int
 
 
+async def _warm(
+    engine: AsyncEngine, size: int, work: Callable[[AsyncConnection], Awaitable[object]]
+) -> None:
+    """What ``sweep`` and ``head_to_head`` do not measure: opening the pool's ``size``
+    connections, and each one's first run of the work (asyncpg prepares a statement per
+    connection). One at a time through a FIFO pool reaches every connection once, with no
+    wait for another's lock."""
+    await open_connections(engine, size)
+    await run_load(engine, work, concurrency=1, requests=size)
+
+
 async def sweep(
     workload: str,
     open_engine_for: Callable[[int], Awaitable[AsyncEngine]],
@@ -218,11 +233,7 @@ async def sweep(
     for size in pool_sizes:
         engine = await open_engine_for(size)
         try:
-            # Not measured: opening the connections, and each one's first run of the work
-            # (asyncpg prepares a statement per connection). One at a time through a FIFO
-            # pool reaches every connection once, with no wait for another's lock.
-            await open_connections(engine, size)
-            await run_load(engine, work, concurrency=1, requests=size)
+            await _warm(engine, size, work)
             for concurrency in concurrencies:
                 result = await run_load(engine, work, concurrency=concurrency, requests=requests)
                 point = SweepPoint(
@@ -241,3 +252,82 @@ async def sweep(
         finally:
             await engine.dispose()
     return points
+
+
+async def head_to_head(
+    open_engine_for: Callable[[int], Awaitable[AsyncEngine]],
+    work: Callable[[AsyncConnection], Awaitable[object]],
+    *,
+    pool_sizes: list[int],
+    concurrency: int,
+    requests: int,
+    rounds: int = 3,
+) -> dict[int, float]:
+    """The best throughput of each pool size over ``rounds`` rounds that take turns.
+
+    One point of a ``sweep`` lasts a fraction of a second: another process busy on the
+    machine for that moment decides a ratio of two points. Here every size is measured once
+    per round, the order reversed each round, and each keeps its best round, so a passing
+    burst of load costs one round of one size, not the comparison. The engines are opened
+    and warmed as in ``sweep``, and disposed at the end.
+    """
+    if rounds < 1:
+        raise ValueError("rounds must be at least 1")
+    engines: dict[int, AsyncEngine] = {}
+    best = dict.fromkeys(pool_sizes, 0.0)
+    try:
+        for size in pool_sizes:
+            engines[size] = await open_engine_for(size)
+            await _warm(engines[size], size, work)
+        for round_number in range(rounds):
+            order = pool_sizes if round_number % 2 == 0 else pool_sizes[::-1]
+            for size in order:
+                result = await run_load(
+                    engines[size], work, concurrency=concurrency, requests=requests
+                )
+                if result.errors:
+                    raise result.errors[0]
+                best[size] = max(best[size], result.throughput)
+    finally:
+        for engine in engines.values():
+            await engine.dispose()
+    return best
+
+
+async def arrival_order(engine: AsyncEngine, gate: ConnectionGate | None = None) -> list[str]:
+    """The order in which three requests get the only connection of ``engine``'s pool.
+
+    A holds the connection and B waits for it; C arrives just as A gives it back (started by
+    the pool's ``checkin`` event, before the connection is queued again). SQLAlchemy 2.1's
+    async queue hands an available connection to whoever asks first without waiting, so C
+    gets it before B, woken for it, can take it: ``["A", "C", "B"]``. Through ``gate``, first
+    come, first served: ``["A", "B", "C"]``. ``engine`` needs ``pool_size=1, max_overflow=0``.
+    """
+    order: list[str] = []
+    late: list[asyncio.Task[None]] = []
+    holding, release = asyncio.Event(), asyncio.Event()
+
+    async def request(name: str, hold: bool = False) -> None:
+        async with turn_at(gate), engine.connect() as conn:
+            order.append(name)
+            await conn.exec_driver_sql("SELECT 1")
+            if hold:
+                holding.set()
+                await release.wait()
+
+    def arrives_now(*_: object) -> None:
+        if not late:
+            late.append(asyncio.get_running_loop().create_task(request("C")))
+
+    event.listen(engine.sync_engine.pool, "checkin", arrives_now)
+    try:
+        holder = asyncio.create_task(request("A", hold=True))
+        await asyncio.wait_for(holding.wait(), timeout=30)
+        waiter = asyncio.create_task(request("B"))
+        await asyncio.sleep(0.1)  # B is in line: in the pool's queue, or at the gate
+        release.set()
+        await asyncio.gather(holder, waiter)
+        await asyncio.gather(*late)
+    finally:
+        event.remove(engine.sync_engine.pool, "checkin", arrives_now)
+    return order

@@ -1,11 +1,18 @@
-"""A stopwatch for the cells that measure, instead of ``time.perf_counter()`` pairs by hand."""
+"""A stopwatch for the cells that measure, instead of ``time.perf_counter()`` pairs by hand,
+and ``eventually`` for what happens a moment after a response (a commit, a connection given
+back), instead of polling loops by hand."""
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any, TypeVar, overload
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -24,3 +31,39 @@ def stopwatch() -> Iterator[Elapsed]:
         yield elapsed
     finally:
         elapsed.seconds = time.perf_counter() - started
+
+
+@overload
+async def eventually(
+    ask: Callable[[], Awaitable[T]],
+    done: Callable[[T], bool],
+    *,
+    within: float = 10,
+    every: float = 0.05,
+) -> T: ...
+
+
+@overload
+async def eventually(
+    ask: Callable[[], T], done: Callable[[T], bool], *, within: float = 10, every: float = 0.05
+) -> T: ...
+
+
+async def eventually(
+    ask: Callable[[], Any], done: Callable[[Any], bool], *, within: float = 10, every: float = 0.05
+) -> Any:
+    """Call ``ask()`` (and await its answer, if it is awaitable) every ``every`` seconds until
+    ``done(answer)``, for ``within`` seconds at most; return the last answer, for the caller to
+    assert on (it does not raise when time is up).
+    """
+
+    async def asked() -> Any:
+        answer = ask()
+        return await answer if inspect.isawaitable(answer) else answer
+
+    deadline = time.monotonic() + within
+    answer = await asked()
+    while not done(answer) and time.monotonic() < deadline:
+        await asyncio.sleep(every)
+        answer = await asked()
+    return answer

@@ -15,10 +15,12 @@ The same tests, four ways (``make bench-web`` serves each with uvicorn and loads
 
 * ``raw``: the driver alone (asyncpg, aiomysql, aiosqlite), a pool of its own: the baseline;
 * ``guide``: what chapters 02 and 08 teach: ``database_lifespan``, ``ReadSessionDep`` for
-  reads and ``SessionDep`` for writes, ``session.get``, ``session.exec(select(...))``, ORM
-  changes (without autoflush in the read-modify loop) and a commit, response models;
-* ``tuned``: the same engine, Core statements of columns built once, reads on a connection in
-  ``AUTOCOMMIT`` (no ``BEGIN``/``ROLLBACK``), one ``executemany`` for the updates;
+  reads and ``SessionDep`` for writes (both behind its connection gate), ORM statements built
+  once and executed with ``session.exec(statement, params=...)``, ORM changes (without
+  autoflush in the read-modify loop) and a commit, response models;
+* ``tuned``: Core statements of columns built once, reads on an engine of their own whose
+  connections stay in ``AUTOCOMMIT`` (no ``BEGIN``/``ROLLBACK``, no switch at each checkout),
+  writes on the guide's engine, one ``executemany`` for the updates, each pool behind a gate;
 * ``sync``: FastAPI's SQL tutorial: ``def`` endpoints in the thread pool, a synchronous engine
   (psycopg 3, PyMySQL, sqlite3) and a ``Session`` per request.
 
@@ -35,11 +37,6 @@ import html
 import os
 import pstats
 import random
-import shutil
-import socket
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
@@ -58,13 +55,21 @@ from sqlalchemy.engine import URL, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import registry
 from sqlmodel import Field, Session, SQLModel, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from snippets import open_engine
-from snippets.api import ReadSessionDep, SessionDep, database_lifespan
+from snippets.api import (
+    ConnectionGate,
+    ReadSessionDep,
+    SessionDep,
+    database_lifespan,
+    turn_at,
+)
 from snippets.backends import Backend, backend_of, facts
 from snippets.bulk import bulk_insert
-from snippets.config import PROJECT_ROOT, database_url
+from snippets.config import database_url
 from snippets.engine import namespaced_url
+from snippets.lab.served import ServedApp
 from snippets.tables import create_tables
 
 POOL_SIZE = 10
@@ -180,39 +185,49 @@ async def prepare_namespace(namespace: str | None = None) -> None:
 # guide: what the chapters teach
 
 
+# Built once: SQLAlchemy computes a statement's cache key (to find its compiled SQL) once per
+# statement object. session.get() builds its SELECT anew at each call and pays for it each time.
+WORLD_BY_ID = select(World).where(World.id == bindparam("id"))
+EVERY_FORTUNE = select(Fortune)
+
+
+def world_public(world: World) -> dict[str, int]:
+    """What the response model validates and serialises (once: not a model built here too)."""
+    return {"id": world.id, "randomNumber": world.randomnumber}
+
+
 def create_guide_app(engine: AsyncEngine | None = None) -> FastAPI:
     """The guide's way (chapters 02 and 08): ORM reads and writes in a session per request;
-    reads in ``ReadSessionDep`` (no ``BEGIN``/``ROLLBACK``), a read-modify loop without
-    autoflush (one batched ``UPDATE`` at the commit)."""
+    reads in ``ReadSessionDep`` (no ``BEGIN``/``ROLLBACK``), statements built once, a
+    read-modify loop without autoflush (one batched ``UPDATE`` at the commit)."""
     app = FastAPI(lifespan=database_lifespan(engine or open_bench_engine))
 
+    async def one_world(session: AsyncSession) -> World:
+        return (await session.exec(WORLD_BY_ID, params={"id": random_id()})).one()
+
     @app.get("/db", response_model=WorldPublic)
-    async def single(session: ReadSessionDep) -> WorldPublic:
-        world = await session.get(World, random_id())
-        assert world is not None
-        return WorldPublic(id=world.id, randomNumber=world.randomnumber)
+    async def single(session: ReadSessionDep) -> dict[str, int]:
+        return world_public(await one_world(session))
 
     @app.get("/queries", response_model=list[WorldPublic])
-    async def queries(session: ReadSessionDep, queries: Queries = 1) -> list[WorldPublic]:
-        worlds = [await session.get(World, random_id()) for _ in range(queries)]
-        return [WorldPublic(id=w.id, randomNumber=w.randomnumber) for w in worlds if w]
+    async def queries(session: ReadSessionDep, queries: Queries = 1) -> list[dict[str, int]]:
+        return [world_public(await one_world(session)) for _ in range(queries)]
 
     @app.get("/fortunes", response_class=HTMLResponse)
     async def fortunes(session: ReadSessionDep) -> str:
-        rows = (await session.exec(select(Fortune))).all()
+        rows = (await session.exec(EVERY_FORTUNE)).all()
         return fortunes_page([(row.id, row.message) for row in rows])
 
     @app.get("/updates", response_model=list[WorldPublic])
-    async def updates(session: SessionDep, queries: Queries = 1) -> list[WorldPublic]:
+    async def updates(session: SessionDep, queries: Queries = 1) -> list[dict[str, int]]:
         changed = []
-        # Without it, each get() would first flush the previous world's change: a read and
+        # Without it, each read would first flush the previous world's change: a read and
         # a write per world, alternating. With it, the commit sends one batched UPDATE.
         with session.no_autoflush:
             for _ in range(queries):
-                world = await session.get(World, random_id())
-                assert world is not None
+                world = await one_world(session)
                 world.randomnumber = random_id()
-                changed.append(WorldPublic(id=world.id, randomNumber=world.randomnumber))
+                changed.append(world_public(world))
         await session.commit()
         return changed
 
@@ -230,16 +245,26 @@ SET_NUMBER = (
 )
 
 
-def create_tuned_app(engine: AsyncEngine | None = None) -> FastAPI:
-    """The same engine as the guide's, with Core statements and reads in ``AUTOCOMMIT``."""
+def create_tuned_app(engine: AsyncEngine | None = None, namespace: str | None = None) -> FastAPI:
+    """Core statements; reads on an engine of their own made with ``isolation_level=
+    "AUTOCOMMIT"`` (an ``execution_options`` copy of the guide's engine would switch each
+    connection at every checkout and back at every return: about 100 µs a request), writes on
+    the guide's engine (``engine``, else one opened here); a connection gate for each pool."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.engine = engine or await open_bench_engine()
-        app.state.reader = app.state.engine.execution_options(isolation_level="AUTOCOMMIT")
+        chosen = namespace or bench_namespace()
+        writer = engine or await open_bench_engine(chosen)
+        reader = await open_engine(
+            namespace=chosen, pool_size=POOL_SIZE, max_overflow=0, isolation_level="AUTOCOMMIT"
+        )
+        app.state.engine, app.state.reader = writer, reader
+        app.state.write_gate = ConnectionGate.for_engine(writer)
+        app.state.read_gate = ConnectionGate.for_engine(reader)
         yield
+        await reader.dispose()
         if engine is None:
-            await app.state.engine.dispose()
+            await writer.dispose()
 
     app = FastAPI(lifespan=lifespan)
 
@@ -247,25 +272,31 @@ def create_tuned_app(engine: AsyncEngine | None = None) -> FastAPI:
         world_id, number = (await conn.execute(ONE_WORLD, {"id": random_id()})).one()
         return {"id": world_id, "randomNumber": number}
 
+    @asynccontextmanager
+    async def reading(request: Request) -> AsyncIterator[Any]:
+        async with turn_at(request.app.state.read_gate), request.app.state.reader.connect() as conn:
+            yield conn
+
     @app.get("/db")
     async def single(request: Request) -> dict[str, int]:
-        async with request.app.state.reader.connect() as conn:
+        async with reading(request) as conn:
             return await one_world(conn)
 
     @app.get("/queries")
     async def queries(request: Request, queries: Queries = 1) -> list[dict[str, int]]:
-        async with request.app.state.reader.connect() as conn:
+        async with reading(request) as conn:
             return [await one_world(conn) for _ in range(queries)]
 
     @app.get("/fortunes", response_class=HTMLResponse)
     async def fortunes(request: Request) -> str:
-        async with request.app.state.reader.connect() as conn:
+        async with reading(request) as conn:
             rows = (await conn.execute(ALL_FORTUNES)).all()
         return fortunes_page([(row[0], row[1]) for row in rows])
 
     @app.get("/updates")
     async def updates(request: Request, queries: Queries = 1) -> list[dict[str, int]]:
-        async with request.app.state.engine.begin() as conn:
+        state = request.app.state
+        async with turn_at(state.write_gate), state.engine.begin() as conn:
             worlds = [await one_world(conn) for _ in range(queries)]
             for world in worlds:
                 world["randomNumber"] = random_id()
@@ -587,88 +618,22 @@ VARIANTS = ("raw", "guide", "tuned", "sync")
 # serving and loading them for real
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def pinned(core: int, command: list[str]) -> list[str]:
-    """``command`` on one core where taskset works, as it is elsewhere."""
-    taskset = shutil.which("taskset")
-    if taskset and subprocess.run([taskset, "-c", str(core), "true"], check=False).returncode == 0:
-        return [taskset, "-c", str(core), *command]
-    return command
-
-
-class Served:
-    """One app under uvicorn on a free loopback port, stopped (by its pid) on the way out.
-
-    What the server prints (its error log) goes to a file, not to the caller's output: read it
-    with ``log()``, during the block or after it."""
+class Served(ServedApp):
+    """One variant's app under uvicorn on a free loopback port, on core 0 (``ServedApp``),
+    with ``DATABASE_URL`` and the namespace set; ``settings`` are more variables of its own
+    (e.g. ``WEB_BENCH_THREADS="2"``)."""
 
     def __init__(self, variant: str, url: str, namespace: str, **settings: str) -> None:
-        self.port = free_port()
-        # Open until the block ends (then read into ``_printed``): the server writes to it.
-        self._log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115
-        self._printed: str | None = None
-        environment = {
-            **os.environ,
-            "DATABASE_URL": url,
-            NAMESPACE_VARIABLE: namespace,
-            **settings,  # e.g. WEB_BENCH_THREADS="2"
-        }
-        uvicorn = [sys.executable, "-m", "uvicorn", "--factory"]
-        self.process = subprocess.Popen(
-            pinned(
-                0,
-                [
-                    *uvicorn,
-                    f"snippets.lab.web_bench:create_{variant}_app",
-                    *("--host", "127.0.0.1", "--port", str(self.port)),
-                    *("--loop", "uvloop", "--http", "httptools"),
-                    *("--no-access-log", "--log-level", "warning"),
-                ],
-            ),
-            env=environment,
-            cwd=PROJECT_ROOT,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
+        super().__init__(
+            f"snippets.lab.web_bench:create_{variant}_app",
+            {"DATABASE_URL": url, NAMESPACE_VARIABLE: namespace, **settings},
+            ready_path="/db",
+            core=0,
         )
-        self.base = f"http://127.0.0.1:{self.port}"
-
-    def log(self) -> str:
-        """Everything the server has printed so far."""
-        if self._printed is not None:
-            return self._printed
-        self._log.flush()
-        self._log.seek(0)
-        return self._log.read()
 
     def __enter__(self) -> Served:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                last = (self.log().strip().splitlines() or ["?"])[-1]
-                raise RuntimeError(f"uvicorn exited with {self.process.returncode}: {last}")
-            try:
-                if httpx.get(self.base + "/db", timeout=2).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        self.__exit__()
-        raise TimeoutError(f"{self.base} did not answer within 30 s")
-
-    def __exit__(self, *_: object) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self._printed = self.log()
-        self._log.close()
+        super().__enter__()
+        return self
 
 
 @dataclass(frozen=True)
