@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 from pathlib import Path
 
 from sqlalchemy.engine import URL, make_url
@@ -38,35 +39,52 @@ class DatabaseConfigError(ValueError):
     """The database URL cannot be used; the message says what to write instead."""
 
 
+_SECRET_PARAMETER = re.compile(r"([?&][^=&]*(?:pass|secret|token|key)[^=&]*=)[^&]*", re.I)
+"""A query parameter that can hold a secret: ``?password=`` (asyncpg and aiomysql accept it),
+``sslpassword``, ``token``, ``key``..."""
+
+
 def redact(raw: str) -> str:
-    """Hide the password in a URL-like string, even one SQLAlchemy cannot parse.
+    """Hide the secrets of a URL-like string, even one SQLAlchemy cannot parse: its password
+    and the value of every password-like query parameter become ``***``.
 
     Whatever stands between the first ``:`` of the user info and the last ``@`` is a password
     (it may itself contain ``@`` or ``:``), with or without a ``scheme://`` in front.
     """
-    head, at, host = raw.rpartition("@")
+    shown = _SECRET_PARAMETER.sub(r"\1***", raw)
+    head, at, host = shown.rpartition("@")
     if not at:
-        return raw
+        return shown
     scheme_end = head.find("://")
     start = scheme_end + 3 if scheme_end >= 0 else 0
     user, colon, _ = head[start:].partition(":")
     return head[:start] + user + (":***" if colon else "") + at + host
 
 
+def shown_url(url: URL) -> str:
+    """``url`` as it may be printed, logged or stored: ``redact`` of its full text. (SQLAlchemy's
+    ``hide_password=True`` leaves a query-string password, and the part after the first ``@``
+    of a password that holds an unencoded one.)"""
+    return redact(url.render_as_string(hide_password=False))
+
+
 def default_sqlite_dir() -> Path:
     """The folder of the default SQLite files, chosen in this order:
 
     1. ``GUIDE_SQLITE_DIR``, when set;
-    2. ``build/db/`` of the guide's checkout, when ``snippets`` is imported from one;
-    3. ``build/db/`` under the current working directory (an installed package: never inside
-       ``site-packages``).
+    2. ``build/db/`` of the guide's checkout, when the process works inside that checkout (its
+       notebooks, tests and tools);
+    3. otherwise ``build/db/`` under the current working directory: an application that
+       imports ``snippets`` (installed, or an editable install of a checkout elsewhere) keeps
+       its database in its own folder, never in ``site-packages`` or in the guide's checkout.
     """
     configured = os.environ.get(SQLITE_DIR_VAR, "").strip()
     if configured:
         return Path(configured).expanduser().resolve()
-    if (PROJECT_ROOT / "pyproject.toml").is_file():
+    here = Path.cwd().resolve()
+    if (PROJECT_ROOT / "pyproject.toml").is_file() and here.is_relative_to(PROJECT_ROOT):
         return PROJECT_ROOT / "build" / "db"
-    return Path.cwd() / "build" / "db"
+    return here / "build" / "db"
 
 
 def default_url() -> URL:
@@ -105,6 +123,17 @@ def database_url(raw: str | URL | None = None) -> URL:
                 f"Use {_EXAMPLES}."
             ) from None
     _check_driver(url, origin)
+    if url.port is not None and not 0 < url.port < 65536:
+        raise DatabaseConfigError(
+            f"{_label(origin, shown_url(url))}: port {url.port} is not a TCP port (1 to 65535). "
+            f"Use {_EXAMPLES}."
+        )
+    if url.host and "@" in url.host:
+        raise DatabaseConfigError(
+            f"{_label(origin, shown_url(url))}: the password holds an '@', which ends it early "
+            "(the rest is read as the host). Percent-encode it as %40, or set the password "
+            "in a way that needs no URL (PGPASSWORD, a .pgpass or option file)."
+        )
     return url
 
 
@@ -114,7 +143,7 @@ def _label(origin: str, shown: str) -> str:
 
 def _check_driver(url: URL, origin: str = "the URL") -> None:
     scheme, _, driver = url.drivername.partition("+")
-    shown = _label(origin, url.render_as_string(hide_password=True))
+    shown = _label(origin, shown_url(url))
     backend: Backend
     if scheme in ("postgres", "postgresql"):
         backend, fixed_scheme = "postgresql", "postgresql"
@@ -128,7 +157,7 @@ def _check_driver(url: URL, origin: str = "the URL") -> None:
             f"Use {_EXAMPLES}."
         )
     expected = FACTS[backend].async_driver
-    fix = url.set(drivername=f"{fixed_scheme}+{expected}").render_as_string(hide_password=True)
+    fix = shown_url(url.set(drivername=f"{fixed_scheme}+{expected}"))
     if scheme == "postgres":
         why = "uses the scheme 'postgres', which SQLAlchemy does not know (it is 'postgresql')"
     elif not driver:

@@ -24,6 +24,7 @@ from snippets import (
     make_sessionmaker,
     open_engine,
 )
+from snippets.config import shown_url
 from snippets.demo.models import metadata
 
 
@@ -39,7 +40,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_report_header() -> str:
-    return f"database: {database_url().render_as_string(hide_password=True)}"
+    return f"database: {shown_url(database_url())}"
 
 
 @pytest.fixture

@@ -7,9 +7,19 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import make_url
+from sqlalchemy.pool import NullPool
 
-from snippets import ENV_VAR, DatabaseConfigError, config, database_url, make_engine
+from snippets import (
+    ENV_VAR,
+    DatabaseConfigError,
+    DatabaseUnreachableError,
+    config,
+    database_url,
+    make_engine,
+    open_engine,
+)
 from snippets.config import SQLITE_DIR_VAR, redact
+from snippets.pool import PoolConfigError
 
 SECRET = "s3cr3t-pw"
 
@@ -130,7 +140,19 @@ def test_installed_package_default_follows_the_working_directory(
 
 def test_checkout_default_is_its_build_folder(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(SQLITE_DIR_VAR, raising=False)
+    monkeypatch.chdir(config.PROJECT_ROOT / "notebooks")  # as a notebook's kernel does
     assert config.default_sqlite_dir() == config.PROJECT_ROOT / "build" / "db"
+
+
+def test_an_application_elsewhere_keeps_its_database_in_its_own_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # An app beside an editable install of this checkout imports snippets from the checkout,
+    # but works in its own folder: its SQLite file belongs there, not in the guide's build/.
+    monkeypatch.delenv(SQLITE_DIR_VAR, raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert (config.PROJECT_ROOT / "pyproject.toml").is_file()
+    assert config.default_sqlite_dir() == tmp_path.resolve() / "build" / "db"
 
 
 def test_an_argument_is_named_as_such_not_as_the_variable(
@@ -177,3 +199,49 @@ def test_make_engine_reports_config_error_not_sqlalchemy_internals() -> None:
     # Without validation SQLAlchemy raises NoSuchModuleError ("Can't load plugin") here.
     with pytest.raises(DatabaseConfigError, match="postgresql"):
         make_engine(f"postgres://u:{SECRET}@db/app")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        f"postgresql+asyncpg://u:{SECRET}@db/app",
+        f"postgresql+asyncpg://u@db/app?password={SECRET}",
+        f"mysql+aiomysql://u@db/app?ssl=true&password={SECRET}",
+        f"postgresql+asyncpg://u@db/app?sslpassword={SECRET}&sslmode=require",
+        f"postgresql+asyncpg://u:ab@{SECRET}@db/app",  # an '@' in the password, unencoded
+    ],
+)
+def test_a_shown_url_holds_no_secret_in_any_form(raw: str) -> None:
+    shown = config.shown_url(make_url(raw))
+    assert SECRET not in shown
+    assert shown.startswith(raw.split("://")[0] + "://u")
+    assert "db/app" in shown
+
+
+def test_an_unencoded_at_in_the_password_is_refused_without_showing_it() -> None:
+    with pytest.raises(DatabaseConfigError, match="%40") as caught:
+        database_url(f"postgresql+asyncpg://u:ab@{SECRET}@db/app")
+    assert SECRET not in str(caught.value)
+    assert "ab" not in str(caught.value).split("'")[1]  # the URL shown: no part of the password
+
+
+async def test_an_unreachable_server_does_not_show_a_query_string_password() -> None:
+    with pytest.raises(DatabaseUnreachableError) as caught:
+        await open_engine(f"postgresql+asyncpg://u@127.0.0.1:1/app?password={SECRET}")
+    assert SECRET not in str(caught.value)
+    assert "password=***" in str(caught.value)
+
+
+@pytest.mark.parametrize("port", [0, 70000, 99999])
+def test_a_port_out_of_range_is_one_clear_error(port: int) -> None:
+    with pytest.raises(DatabaseConfigError, match=f"port {port} is not a TCP port"):
+        database_url(f"postgresql+asyncpg://u:{SECRET}@db:{port}/app")
+
+
+def test_invalid_pool_settings_are_refused_even_with_a_pool_class_of_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As alembic's env.py makes its engine (NullPool): DB_POOL_* is checked all the same."""
+    monkeypatch.setenv("DB_POOL_SIZE", "many")
+    with pytest.raises(PoolConfigError, match="DB_POOL_SIZE"):
+        make_engine("postgresql+asyncpg://u@db/app", poolclass=NullPool)

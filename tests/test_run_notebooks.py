@@ -10,7 +10,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from snippets.config import PROJECT_ROOT, database_url
+from snippets.config import PROJECT_ROOT, database_url, shown_url
 from tools.run_notebooks import execute, main
 
 
@@ -70,7 +70,7 @@ def test_all_passing_exits_zero(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert set(record["versions"]) >= {"sqlalchemy", "sqlmodel", "fastapi"}
     assert record["backend"] in ("SQLite", "PostgreSQL", "MySQL/MariaDB")
     url = database_url()
-    assert record["url"] == url.render_as_string(hide_password=True)  # never a password
+    assert record["url"] == shown_url(url)  # never a password
     assert url.password is None or str(url.password) not in record["url"]
 
 

@@ -38,7 +38,7 @@ from sqlalchemy.engine import URL
 
 from snippets import DatabaseConfigError, DatabaseUnreachableError, check_database
 from snippets.backends import FACTS, backend_of
-from snippets.config import PROJECT_ROOT
+from snippets.config import PROJECT_ROOT, shown_url
 from snippets.lab.chapters import chapters
 
 RECORDED_VERSIONS = ("sqlalchemy", "sqlmodel", "fastapi", "pydantic", "alembic")
@@ -67,7 +67,7 @@ def run_record(url: URL, outcome: Outcome) -> dict[str, Any]:
     versions = {name: importlib.metadata.version(name) for name in (*RECORDED_VERSIONS, driver)}
     return {
         "backend": FACTS[backend_of(url)].label,
-        "url": url.render_as_string(hide_password=True),
+        "url": shown_url(url),
         "python": platform.python_version(),
         "versions": versions,
         "date": datetime.date.today().isoformat(),
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
-    shown = url.render_as_string(hide_password=True)
+    shown = shown_url(url)
     print(f"Executing {len(paths)} notebooks on {shown}; executed copies go to {args.out}")
 
     rows = []

@@ -11,16 +11,25 @@ on a duplicate name, 422 on invalid input, pagination bounded by ``Query``.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, HTTPException, Query, Response
+from fastapi import APIRouter, FastAPI, HTTPException, Path, Query, Response
+from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import selectinload
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
-from snippets.api import ReadSessionDep, SessionDep, commit_or_conflict, database_lifespan
+from snippets.api import (
+    BodySizeLimit,
+    ReadSessionDep,
+    SessionDep,
+    add_database_error_handlers,
+    add_validation_error_handler,
+    commit_or_conflict,
+    database_lifespan,
+)
 from snippets.demo import crud
 from snippets.demo.models import (
     Hero,
@@ -34,20 +43,48 @@ from snippets.demo.models import (
     metadata,
 )
 from snippets.relationships import rel
+from snippets.values import INT32_MAX, INT64_MAX
 
+MAX_BODY = 64_000
+"""The largest request body accepted, in bytes; a larger one is a 413."""
 MAX_PAGE = 100
 """The largest page a list endpoint returns; a larger ``limit`` is a 422."""
 
-Offset = Annotated[int, Query(ge=0)]
+Offset = Annotated[int, Query(ge=0, le=INT64_MAX)]
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
+RowId = Annotated[int, Path(ge=-INT32_MAX - 1, le=INT32_MAX)]
+"""An id in a URL: within the id column's type, or a 422 (beyond it, PostgreSQL refuses it)."""
 
-router = APIRouter()
+
+class ErrorDetail(BaseModel):
+    """The body of every error but a 422: ``{"detail": "..."}``."""
+
+    detail: str
+
+
+def _documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the error statuses an endpoint can answer besides FastAPI's 422."""
+    return {status: {"model": ErrorDetail, "description": ERRORS[status]} for status in statuses}
+
+
+ERRORS = {
+    404: "No such row.",
+    409: "A unique name already taken, or a row changed by another request.",
+    413: f"The request body is larger than {MAX_BODY} bytes.",
+    503: "The database is busy, slow or unreachable: try again after Retry-After seconds.",
+}
+# Every endpoint can meet a busy or unreachable database.
+router = APIRouter(responses=_documented(503))
 
 
 async def _require_team(session: AsyncSession, team_id: int | None) -> None:
     # Checked up front for a clear 422; the foreign key still guards against a race.
     if team_id is not None and await session.get(Team, team_id) is None:
-        raise HTTPException(status_code=422, detail=f"team {team_id} does not exist")
+        # In the shape of FastAPI's own 422s, which the OpenAPI schema declares.
+        missing = {"type": "missing_team", "loc": ["body", "team_id"]}
+        raise HTTPException(
+            status_code=422, detail=[{**missing, "msg": f"team {team_id} does not exist"}]
+        )
 
 
 async def _hero_or_404(session: AsyncSession, hero_id: int) -> Hero:
@@ -57,7 +94,9 @@ async def _hero_or_404(session: AsyncSession, hero_id: int) -> Hero:
     return hero
 
 
-@router.post("/heroes/", response_model=HeroPublic, status_code=201)
+@router.post(
+    "/heroes/", response_model=HeroPublic, status_code=201, responses=_documented(409, 413)
+)
 async def create_hero(data: HeroCreate, session: SessionDep) -> Hero:
     await _require_team(session, data.team_id)
     hero = Hero.model_validate(data)
@@ -73,18 +112,15 @@ async def list_heroes(
     return await crud.list_heroes(session, offset=offset, limit=limit)
 
 
-@router.get("/heroes/{hero_id}", response_model=HeroPublic)
-async def read_hero(hero_id: int, session: ReadSessionDep) -> Hero:
+@router.get("/heroes/{hero_id}", response_model=HeroPublic, responses=_documented(404))
+async def read_hero(hero_id: RowId, session: ReadSessionDep) -> Hero:
     return await _hero_or_404(session, hero_id)
 
 
-@router.patch("/heroes/{hero_id}", response_model=HeroPublic)
-async def update_hero(hero_id: int, patch: HeroUpdate, session: SessionDep) -> Hero:
+@router.patch("/heroes/{hero_id}", response_model=HeroPublic, responses=_documented(404, 409, 413))
+async def update_hero(hero_id: RowId, patch: HeroUpdate, session: SessionDep) -> Hero:
     hero = await _hero_or_404(session, hero_id)
-    changes = patch.model_dump(exclude_unset=True)
-    for required in ("name", "secret_name"):
-        if required in changes and changes[required] is None:
-            raise HTTPException(status_code=422, detail=f"{required} cannot be null")
+    changes = patch.model_dump(exclude_unset=True)  # a null name was refused by HeroUpdate
     await _require_team(session, changes.get("team_id"))
     hero.sqlmodel_update(changes)
     session.add(hero)
@@ -92,14 +128,14 @@ async def update_hero(hero_id: int, patch: HeroUpdate, session: SessionDep) -> H
     return hero
 
 
-@router.delete("/heroes/{hero_id}", status_code=204)
-async def delete_hero(hero_id: int, session: SessionDep) -> Response:
+@router.delete("/heroes/{hero_id}", status_code=204, responses=_documented(404))
+async def delete_hero(hero_id: RowId, session: SessionDep) -> Response:
     await session.delete(await _hero_or_404(session, hero_id))
     await session.commit()
     return Response(status_code=204)
 
 
-@router.post("/teams/", response_model=TeamPublic, status_code=201)
+@router.post("/teams/", response_model=TeamPublic, status_code=201, responses=_documented(409, 413))
 async def create_team(data: TeamCreate, session: SessionDep) -> Team:
     team = Team.model_validate(data)
     session.add(team)
@@ -115,8 +151,8 @@ async def list_teams(
     return list((await session.exec(statement.offset(offset).limit(limit))).all())
 
 
-@router.get("/teams/{team_id}", response_model=TeamPublicWithHeroes)
-async def read_team(team_id: int, session: ReadSessionDep) -> Team:
+@router.get("/teams/{team_id}", response_model=TeamPublicWithHeroes, responses=_documented(404))
+async def read_team(team_id: RowId, session: ReadSessionDep) -> Team:
     # The response model reads team.heroes: load them now, or validation fails (notebook 05).
     statement: SelectOfScalar[Team] = (
         select(Team).where(col(Team.id) == team_id).options(selectinload(rel(Team.heroes)))
@@ -135,6 +171,9 @@ def create_app(engine: AsyncEngine | None = None, *, create: bool = True) -> Fas
     """
     lifespan = database_lifespan(engine, metadata=metadata if create else None)
     app = FastAPI(title="Heroes", lifespan=lifespan)
+    add_database_error_handlers(app)  # a database error escaping an endpoint: 409/503, one line
+    add_validation_error_handler(app)  # a 422 that does not echo the input back
+    app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY)  # a hero is a few hundred bytes
     app.include_router(router)
     return app
 

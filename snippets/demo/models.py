@@ -20,10 +20,14 @@ annotations when the class is created, and string annotations of the whole modul
 
 from datetime import datetime
 
+from pydantic import field_validator
+from pydantic.json_schema import SkipJsonSchema
 from sqlalchemy import CheckConstraint, Column, Integer
 from sqlalchemy.ext.asyncio import AsyncAttrs
 from sqlalchemy.orm import registry
 from sqlmodel import Field, Relationship, SQLModel
+
+from snippets.values import INT32_MAX, storable_text
 
 
 class GuideModel(SQLModel, registry=registry()):
@@ -37,6 +41,8 @@ metadata = GuideModel.metadata
 class TeamBase(SQLModel):
     name: str = Field(max_length=100, unique=True, index=True)
     headquarters: str = Field(max_length=100)
+
+    _storable = field_validator("name", "headquarters")(storable_text)
 
 
 class Team(AsyncAttrs, GuideModel, TeamBase, table=True):
@@ -84,10 +90,12 @@ class PowerPublic(PowerBase):
 class HeroBase(SQLModel):
     name: str = Field(max_length=100, unique=True, index=True)
     secret_name: str = Field(max_length=100)
-    age: int | None = Field(default=None, index=True, ge=0)
+    age: int | None = Field(default=None, index=True, ge=0, le=INT32_MAX)
     team_id: int | None = Field(
-        default=None, foreign_key="team.id", index=True, ondelete="SET NULL"
+        default=None, foreign_key="team.id", index=True, ondelete="SET NULL", le=INT32_MAX
     )
+
+    _storable = field_validator("name", "secret_name")(storable_text)
 
 
 class Hero(AsyncAttrs, GuideModel, HeroBase, table=True):
@@ -109,10 +117,21 @@ class HeroPublic(HeroBase):
 class HeroUpdate(SQLModel):
     """A partial update: every field optional, and only the fields a client *set* are applied."""
 
-    name: str | None = Field(default=None, max_length=100)
-    secret_name: str | None = Field(default=None, max_length=100)
-    age: int | None = Field(default=None, ge=0)
-    team_id: int | None = None
+    # May be left out, never set to null: the schema says "string" (SkipJsonSchema hides the
+    # None that stands for "not sent"), and a null sent is refused by the validator.
+    name: str | SkipJsonSchema[None] = Field(default=None, max_length=100)
+    secret_name: str | SkipJsonSchema[None] = Field(default=None, max_length=100)
+    age: int | None = Field(default=None, ge=0, le=INT32_MAX)
+    team_id: int | None = Field(default=None, le=INT32_MAX)
+
+    @field_validator("name", "secret_name", mode="before")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        if value is None:  # sent as null: a default is not validated
+            raise ValueError("may be left out, but not set to null")
+        return value
+
+    _storable = field_validator("name", "secret_name")(storable_text)
 
 
 class HeroPublicWithRelations(HeroPublic):
