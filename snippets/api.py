@@ -19,30 +19,124 @@ Nothing here knows a model: an application brings its own, and its own ``MetaDat
   keeps ``SessionDep``. A write through it would commit statement by statement: write with
   ``SessionDep``. On MySQL/MariaDB it is a plain session (``BackendFacts.free_autocommit_switch``:
   aiomysql's switch to ``AUTOCOMMIT`` costs more round trips than it saves).
+* Both take a turn at the app's *connection gate* first: a first-come, first-served
+  ``asyncio.Semaphore`` with as many places as the pool can lend (``pool_size +
+  max_overflow``). Without it, requests that outnumber the pool wait inside the pool's queue,
+  where a request woken for a returned connection can lose it to one that just arrived and go
+  back to the end of the line: at 64 concurrent requests and a pool of 10 some waited a second
+  while most took 10 ms (notebook 14 shows the order and measures the tail; asyncpg's own pool
+  has the same problem).
+  In line, every request waits its turn, and p99 falls to a few times the median. A request
+  that waits longer than the pool's ``pool_timeout`` gets a 503 with ``Retry-After``, not a
+  500. One session dependency per request: two would take two places.
 * ``commit_or_conflict`` commits, and turns a unique or foreign-key violation into a 409.
+* ``add_database_error_handlers`` answers the database errors that escape an endpoint:
+  a constraint violation 409, a statement stopped by its time limit and a database that cannot
+  be reached 503 with ``Retry-After`` (within the connect timeout, not a hang), any other 500;
+  each logged as one line without the SQL, its bound values or the URL (notebook 15).
+* ``add_validation_error_handler`` answers a request FastAPI refused with its usual 422, less
+  the input it echoes (a large body sent back whole; an unpaired surrogate, which cannot be
+  encoded, made the 422 itself fail as a 500).
+* ``BodySizeLimit`` is an ASGI middleware that answers a request body larger than its limit
+  with 413, before the body is read whole (a declared ``Content-Length`` at once; a chunked
+  body as soon as it goes past the limit).
+* ``readiness`` is a readiness endpoint: 200 when the database answers ``SELECT 1`` within
+  ``READY_TIMEOUT`` seconds, else 503 at that deadline, even when the server never answers.
+* ``run_in_own_session`` is for ``BackgroundTasks``: a job given ids, not the request's
+  session or objects, runs in a session of its own and commits; a failure is logged in one
+  line (the job and the error's class: no SQL, no bound values), since the response is gone
+  (notebook 15).
 
 A module-level app is then simply ``app = FastAPI(lifespan=database_lifespan())``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from sqlalchemy import MetaData
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.pool import QueuePool
 from sqlmodel.ext.asyncio.session import AsyncSession
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from snippets.backends import facts
-from snippets.engine import open_engine
+from snippets.backends import (
+    facts,
+    is_connection_failure,
+    is_statement_timeout,
+    mysql_error_code,
+)
+from snippets.engine import open_engine, ping
 from snippets.session import make_sessionmaker
 from snippets.tables import create_tables
 
+logger = logging.getLogger(__name__)
+
 Lifespan = Callable[[Any], AbstractAsyncContextManager[None]]
 EngineFactory = Callable[[], Awaitable[AsyncEngine]]
+RETRY_AFTER = {"Retry-After": "1"}
+"""The header of every 503 here: a temporary condition, worth another try in a second."""
+
+
+@dataclass
+class ConnectionGate:
+    """Requests in line for the pool's connections, served in the order they arrived."""
+
+    places: asyncio.Semaphore
+    timeout: float
+    """Seconds a request may wait for its turn: the pool's own ``pool_timeout``."""
+
+    @classmethod
+    def for_engine(cls, engine: AsyncEngine) -> ConnectionGate | None:
+        """A gate with as many places as ``engine``'s pool can lend, or ``None`` for a pool
+        without a bound (``NullPool``, SQLite's in-memory ``StaticPool``, no overflow limit)."""
+        pool = engine.pool
+        # QueuePool exposes its size and timeout; its overflow limit only as an attribute.
+        max_overflow = getattr(pool, "_max_overflow", -1)
+        if not isinstance(pool, QueuePool) or max_overflow < 0:
+            return None
+        return cls(asyncio.Semaphore(pool.size() + max_overflow), pool.timeout())
+
+    def turn(self) -> AbstractAsyncContextManager[None]:
+        """Hold a place for the block; after ``timeout`` seconds in line, a 503."""
+        return _Turn(self)
+
+
+class _Turn:
+    """``ConnectionGate.turn()``: a class, not a generator, since every request enters one."""
+
+    __slots__ = ("gate",)
+
+    def __init__(self, gate: ConnectionGate) -> None:
+        self.gate = gate
+
+    async def __aenter__(self) -> None:
+        places = self.gate.places
+        if not places.locked():  # a free place: taken at once, no timer needed
+            await places.acquire()
+            return
+        try:
+            async with asyncio.timeout(self.gate.timeout):
+                await places.acquire()
+        except TimeoutError:
+            raise HTTPException(
+                status_code=503,
+                detail="The database is busy; try again shortly.",
+                headers=RETRY_AFTER,
+            ) from None
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.gate.places.release()
 
 
 def database_lifespan(
@@ -57,6 +151,11 @@ def database_lifespan(
             unreachable database stopping the app at once with one clear message.
         metadata: create this metadata's missing tables at start-up (fine for a demo or tests;
             use migrations in production). ``None`` creates nothing.
+
+    Raises:
+        TypeError: at start-up, before anything else, when the engine (given, or made by the
+            factory) is not an ``AsyncEngine``: a synchronous ``Engine`` cannot back an
+            ``AsyncSession``. A synchronous engine from a factory is disposed of first.
     """
 
     @asynccontextmanager
@@ -66,6 +165,15 @@ def database_lifespan(
             active = engine
         else:
             active = await (engine or open_engine)()
+        if not isinstance(active, AsyncEngine):
+            if owned and callable(getattr(active, "dispose", None)):
+                active.dispose()  # a synchronous Engine's pool, closed before failing
+            raise TypeError(
+                f"database_lifespan needs an AsyncEngine (create_async_engine or "
+                f"snippets.open_engine), got {type(active).__name__}: a synchronous Engine "
+                "cannot back an AsyncSession. Use an async driver in the URL "
+                "(sqlite+aiosqlite, postgresql+asyncpg, mysql+aiomysql)."
+            )
         try:
             if metadata is not None:
                 await create_tables(active, metadata)
@@ -78,6 +186,7 @@ def database_lifespan(
                 active.execution_options(isolation_level="AUTOCOMMIT") if autocommit else active
             )
             app.state.read_sessionmaker = make_sessionmaker(reader)
+            app.state.connection_gate = ConnectionGate.for_engine(active)
             yield
         finally:
             if owned:
@@ -86,9 +195,19 @@ def database_lifespan(
     return lifespan
 
 
+def turn_at(gate: ConnectionGate | None) -> AbstractAsyncContextManager[None]:
+    """``gate.turn()``, or nothing to wait for when there is no gate (an unbounded pool)."""
+    return gate.turn() if gate is not None else nullcontext()
+
+
+def _turn_at_the_gate(request: Request) -> AbstractAsyncContextManager[None]:
+    return turn_at(getattr(request.app.state, "connection_gate", None))
+
+
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """One session per request, closed when the response has been sent."""
-    async with request.app.state.sessionmaker() as session:
+    """One session per request, after the request's turn at the connection gate; closed when
+    the response has been sent."""
+    async with _turn_at_the_gate(request), request.app.state.sessionmaker() as session:
         yield session
 
 
@@ -98,7 +217,7 @@ SessionDep = Annotated[AsyncSession, Depends(get_session)]
 async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
     """One session per request for endpoints that only read: its statements run in
     ``AUTOCOMMIT``, with no ``BEGIN`` and ``ROLLBACK`` around them (see the module docstring)."""
-    async with request.app.state.read_sessionmaker() as session:
+    async with _turn_at_the_gate(request), request.app.state.read_sessionmaker() as session:
         yield session
 
 
@@ -112,3 +231,180 @@ async def commit_or_conflict(session: AsyncSession, detail: str) -> None:
     except IntegrityError:
         await session.rollback()
         raise HTTPException(status_code=409, detail=detail) from None
+
+
+async def run_in_own_session(
+    sessionmaker: Callable[[], AsyncSession],
+    job: Callable[..., Awaitable[object]],
+    *args: Any,
+) -> bool:
+    """Run ``job(session, *args)`` in a session of its own, then commit: for ``BackgroundTasks``.
+
+    A background task runs after the response has been sent. Give it ids, not the request's
+    session or objects: with ``Depends(..., scope="function")`` that session is closed by then
+    and its objects are detached (a change to one is silently not written); in the default
+    scope the task keeps the request's session, and its place at the connection gate, until
+    it ends. ``sessionmaker`` is the app's (``request.app.state.sessionmaker``)::
+
+        tasks.add_task(run_in_own_session, request.app.state.sessionmaker, rename, team_id)
+
+    Returns whether the job committed. A failure is rolled back and logged as one line, the
+    job's name and the error's class, never its message (SQLAlchemy's carries the SQL and its
+    bound values); it is not raised, since no client is left to answer.
+    """
+    try:
+        async with sessionmaker() as session:
+            await job(session, *args)
+            await session.commit()
+    except Exception as error:
+        name = getattr(job, "__qualname__", repr(job))
+        logger.error("background job %s failed: %s", name, type(error).__name__)
+        return False
+    return True
+
+
+READY_TIMEOUT = 2.0
+"""Seconds ``readiness`` waits for the database's answer."""
+
+
+def add_database_error_handlers(app: FastAPI) -> None:
+    """Answer the database errors an endpoint lets escape, instead of a bare 500 (after which
+    uvicorn also closes the client's keep-alive connection) and a logged traceback that holds
+    the SQL and its bound values.
+
+    * a unique or foreign-key violation: 409;
+    * a statement stopped by its time limit (``make_engine(statement_timeout=...)``): 503;
+    * the database unreachable or the connection lost: 503, as soon as the driver gives up: a
+      refused or reset connection at once, a new connection to a silent server after the
+      connect timeout (a statement already sent to a server that went silent waits for it:
+      ``readiness`` is what notices that);
+    * any other database error: 500.
+
+    A 503 carries ``Retry-After``. Each is logged as one line: the request's method and path,
+    the error's class and code, never its message. ``OSError`` is handled too, since asyncpg
+    raises a failed connect unwrapped: an app whose endpoints do other network I/O catches
+    that I/O's errors itself.
+    """
+    app.add_exception_handler(DBAPIError, answer_database_error)
+    app.add_exception_handler(OSError, answer_database_error)
+
+
+async def answer_database_error(request: Request, error: Exception) -> JSONResponse:
+    """The answer, and the log line, ``add_database_error_handlers`` gives ``error``."""
+    if isinstance(error, IntegrityError):
+        status, detail = 409, "The request conflicts with data already stored."
+    elif is_statement_timeout(error):
+        status, detail = 503, "The database took too long to answer; try again shortly."
+    elif is_connection_failure(error):
+        status, detail = 503, "The database is unavailable; try again shortly."
+    else:
+        status, detail = 500, "The database failed to answer this request."
+    logger.error("%s %s: %d, %s", request.method, request.url.path, status, error_code(error))
+    headers = RETRY_AFTER if status == 503 else None
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
+def error_code(error: BaseException) -> str:
+    """The error's class and the driver's code, never its message (which can hold values):
+    ``IntegrityError (UniqueViolationError, 23505)``, ``ConnectionRefusedError``."""
+    if not isinstance(error, DBAPIError) or error.orig is None:
+        return type(error).__name__
+    code = getattr(error.orig, "sqlstate", None) or mysql_error_code(error)
+    shown = type(error.orig).__name__ + (f", {code}" if code is not None else "")
+    return f"{type(error).__name__} ({shown})"
+
+
+def add_validation_error_handler(app: FastAPI) -> None:
+    """Answer a request that fails validation with FastAPI's 422 body (``type``, ``loc``,
+    ``msg`` of each error, as its OpenAPI schema declares), without the ``input`` and
+    ``ctx`` it would echo: a 10 MB body would come back whole, and an unpaired surrogate in the
+    input cannot be encoded as UTF-8, so the 422 itself failed as a 500."""
+    app.add_exception_handler(RequestValidationError, answer_validation_error)
+
+
+async def answer_validation_error(request: Request, error: Exception) -> JSONResponse:
+    """The 422 ``add_validation_error_handler`` gives."""
+    assert isinstance(error, RequestValidationError)
+    errors = [
+        {key: value for key, value in each.items() if key in ("type", "loc", "msg")}
+        for each in error.errors()
+    ]
+    return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
+
+
+class BodySizeLimit:
+    """ASGI middleware: a request body larger than ``max_bytes`` is a 413, not read into memory.
+
+    ``app.add_middleware(BodySizeLimit, max_bytes=64_000)``. A ``Content-Length`` above the
+    limit is refused before any of the body is read; a body sent without one (chunked) is
+    counted as it arrives, and refused when it goes past the limit: the ``HTTPException``
+    raised while FastAPI reads the body becomes the answer.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int = 1_000_000) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            response = JSONResponse({"detail": self._detail}, status_code=413)
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                raise HTTPException(status_code=413, detail=self._detail)
+            return message
+
+        await self.app(scope, counted, send)
+
+    @property
+    def _detail(self) -> str:
+        return f"The request body is larger than {self.max_bytes} bytes."
+
+
+_abandoned_pings: set[asyncio.Task[None]] = set()
+
+
+async def database_answers(engine: AsyncEngine, within: float) -> bool:
+    """Whether ``engine``'s database answers ``SELECT 1`` within ``within`` seconds.
+
+    Decided at the deadline: a ping still waiting then is cancelled and left to end on its own
+    (asyncpg's cancellation itself waits for the silent server) rather than awaited.
+    """
+    pinging = asyncio.ensure_future(ping(engine))
+    done, _ = await asyncio.wait({pinging}, timeout=within)
+    if not done:
+        pinging.cancel()
+        _abandoned_pings.add(pinging)  # a reference, until it has ended
+        pinging.add_done_callback(_forget_ping)
+        return False
+    return not pinging.cancelled() and pinging.exception() is None
+
+
+def _forget_ping(pinging: asyncio.Task[None]) -> None:
+    _abandoned_pings.discard(pinging)
+    if not pinging.cancelled():
+        pinging.exception()  # retrieved: no "exception was never retrieved" warning
+
+
+async def readiness(request: Request) -> JSONResponse:
+    """A readiness endpoint (``app.get("/ready")(readiness)``): 200 when the app's database
+    answers within ``READY_TIMEOUT`` seconds, else 503 with ``Retry-After``, at that deadline.
+    It does not wait at the connection gate: a load balancer asks while requests are served."""
+    if await database_answers(request.app.state.engine, READY_TIMEOUT):
+        return JSONResponse({"database": "ok"})
+    logger.warning("readiness: the database did not answer within %g s", READY_TIMEOUT)
+    return JSONResponse(
+        {"detail": f"The database did not answer within {READY_TIMEOUT:g} s."},
+        status_code=503,
+        headers=RETRY_AFTER,
+    )

@@ -96,6 +96,14 @@ class BackendFacts:
     """A row inserted with an explicit integer primary key moves the table's counter past it
     (SQLite's rowid, MySQL/MariaDB's AUTO_INCREMENT). A PostgreSQL sequence does not move, so
     a later insert that lets it choose can collide: never let a client choose ids (notebook 13)."""
+    float_is_single_precision: bool = False
+    """A ``float`` field is a 4-byte ``FLOAT`` with about 7 significant digits: 123456.78 comes
+    back as 123457.0 (MySQL/MariaDB). PostgreSQL's ``FLOAT`` and SQLite's ``REAL`` are 8 bytes.
+    Money belongs in integer cents, or ``Numeric`` (notebook 13)."""
+    negative_limit_means_all: bool = False
+    """``LIMIT -1`` is accepted and means no limit, and a negative ``OFFSET`` counts as 0
+    (SQLite). PostgreSQL and MySQL/MariaDB refuse both with an error: a page size taken from the
+    query string unchecked is a 500 there and every row here (notebook 13)."""
     namespace_kind: Literal["file", "schema", "database"] = "database"
     """What a namespace of ``open_engine`` is: a SQLite file of its own, a PostgreSQL schema
     (first on ``search_path``), a MySQL/MariaDB database (``<database>_<namespace>``)."""
@@ -163,6 +171,14 @@ class BackendFacts:
     """SQLite: a cancelled statement is not interrupted, and closing its connection waits for
     it, so the ``TimeoutError`` arrives only when the statement ends; the closed connection then
     keeps the database locked until the garbage collector frees the statement (notebook 11)."""
+    default_port: int | None = 3306
+    """The server's port when a URL names none."""
+    namespace_connections_sql: str | None = (
+        "SELECT count(*) FROM information_schema.PROCESSLIST WHERE db = :name"
+    )
+    """How many server connections a namespace has open, ``:name`` being its database
+    (MySQL/MariaDB) or, on PostgreSQL, the ``application_name`` its connections give (the
+    namespace: ``connect_arguments``)."""
 
 
 FACTS: dict[Backend, BackendFacts] = {
@@ -184,12 +200,15 @@ FACTS: dict[Backend, BackendFacts] = {
         cancel_waits_for_statement=True,
         alters_columns=False,
         serialises_migrations=True,
+        negative_limit_means_all=True,
         namespace_kind="file",
         snapshot_update=None,
         max_connections_sql=None,
         default_max_connections=None,
         idle_timeout_variable=None,
         has_pragmas=True,
+        default_port=None,
+        namespace_connections_sql=None,
         statement_limit="progress handler",
         driver_begins_transactions=True,
         enforces_foreign_keys=False,
@@ -220,6 +239,10 @@ FACTS: dict[Backend, BackendFacts] = {
         idle_timeout_variable=None,
         pooled_by_pgbouncer=True,
         copies_rows=True,
+        default_port=5432,
+        namespace_connections_sql=(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = :name"
+        ),
         connect_timeout_argument="timeout",
         statement_limit="server setting",
         slow_statement_sql="SELECT pg_sleep(:seconds) {comment}",
@@ -236,6 +259,7 @@ FACTS: dict[Backend, BackendFacts] = {
         "SELECT CONNECTION_ID()",
         "REPEATABLE READ",
         has_server=True,
+        float_is_single_precision=True,
         upsert_update_rows=2,
         # MariaDB 10.5+ has INSERT ... RETURNING; MySQL 8 has none: one INSERT each there.
         orm_insert_batches=True,
@@ -303,7 +327,8 @@ def connect_arguments(
 ) -> dict[str, Any]:
     """The driver's ``connect_args`` for ``make_engine``: ``given``, plus a bound on how long a
     connection attempt may take and, on PostgreSQL, the server settings a namespace
-    (``search_path``) and a statement time limit are sent as when asyncpg connects."""
+    (``search_path``, and ``application_name``) and a statement time limit are sent as when
+    asyncpg connects."""
     arguments = dict(given)
     backend_facts = facts(url)
     if backend_facts.connect_timeout_argument is not None:
@@ -311,6 +336,8 @@ def connect_arguments(
     settings = dict(arguments.get("server_settings", {}))
     if search_path is not None and backend_facts.namespace_kind == "schema":
         settings["search_path"] = search_path
+        # Its connections then show whose they are in pg_stat_activity.
+        settings.setdefault("application_name", search_path)
     if statement_timeout is not None and backend_facts.statement_limit == "server setting":
         settings["statement_timeout"] = str(round(statement_timeout * 1000))
     if settings:
@@ -339,9 +366,38 @@ def is_statement_timeout(error: BaseException) -> bool:
     original = error.orig
     if getattr(original, "sqlstate", None) == STATEMENT_TIMEOUT_SQLSTATE:
         return True
-    if _mysql_error_code(error) in STATEMENT_TIMEOUT_MYSQL_ERRORS:
+    if mysql_error_code(error) in STATEMENT_TIMEOUT_MYSQL_ERRORS:
         return True
     return isinstance(error, OperationalError) and str(original) == "interrupted"
+
+
+CONNECTION_FAILURE_SQLSTATES = ("08", "57P01", "57P02", "57P03")
+"""PostgreSQL's SQLSTATEs (or their class) for a connection that failed or was ended: class 08
+(connection exception), and the server shutting down or starting up (57P01-57P03)."""
+CONNECTION_FAILURE_MYSQL_ERRORS = frozenset({2002, 2003, 2006, 2013, 2055})
+"""MySQL/MariaDB client errors for a server that cannot be reached (2002, 2003) or a connection
+lost (2006 "server has gone away", 2013 and 2055 "lost connection")."""
+
+
+def is_connection_failure(error: BaseException) -> bool:
+    """The database could not be reached, or the connection to it was lost: a connection
+    refused, reset or timed out, a server shutting down. Retrying later may succeed.
+
+    SQLAlchemy marks a connection it discarded for such an error (``connection_invalidated``).
+    A failure to open a connection is raised by asyncpg as Python's own ``OSError`` (refused,
+    ``TimeoutError``), which SQLAlchemy does not wrap; aiomysql's is an ``OperationalError``
+    (2003). A statement time limit is not one: see ``is_statement_timeout``.
+    """
+    if isinstance(error, OSError):
+        return True
+    if not isinstance(error, DBAPIError):
+        return False
+    if error.connection_invalidated:
+        return True
+    sqlstate = getattr(error.orig, "sqlstate", None) or ""
+    if sqlstate.startswith(CONNECTION_FAILURE_SQLSTATES):
+        return True
+    return mysql_error_code(error) in CONNECTION_FAILURE_MYSQL_ERRORS
 
 
 def lock_wait_options(backend: Backend, seconds: float) -> tuple[dict[str, Any], str | None]:
@@ -427,13 +483,12 @@ def is_constraint_violation(error: BaseException) -> bool:
     """
     if isinstance(error, IntegrityError):
         return True
-    return (
-        isinstance(error, DBAPIError) and _mysql_error_code(error) in CHECK_VIOLATION_MYSQL_ERRORS
-    )
+    return isinstance(error, DBAPIError) and mysql_error_code(error) in CHECK_VIOLATION_MYSQL_ERRORS
 
 
-def _mysql_error_code(error: DBAPIError) -> int | None:
-    """PyMySQL's error number: the first argument of the driver's exception."""
+def mysql_error_code(error: DBAPIError) -> int | None:
+    """PyMySQL's error number: the first argument of the driver's exception (``None`` for
+    another driver's)."""
     args: tuple[object, ...] = getattr(error.orig, "args", ())
     return args[0] if args and isinstance(args[0], int) else None
 
@@ -446,7 +501,7 @@ def is_retryable_error(error: BaseException) -> bool:
     sqlstate = getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
     if sqlstate in RETRYABLE_SQLSTATES:
         return True
-    if _mysql_error_code(error) in RETRYABLE_MYSQL_ERRORS:
+    if mysql_error_code(error) in RETRYABLE_MYSQL_ERRORS:
         return True
     return isinstance(error, OperationalError) and "database is locked" in str(original)
 

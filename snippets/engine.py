@@ -33,7 +33,7 @@ from sqlalchemy.pool import NullPool
 from sqlalchemy.util.concurrency import await_, in_greenlet
 
 from snippets.backends import connect_arguments, facts, statement_limit_sql
-from snippets.config import database_url, is_sqlite_file
+from snippets.config import database_url, is_sqlite_file, shown_url
 from snippets.pool import PoolSettings
 
 CONNECT_TIMEOUT = 5.0
@@ -218,8 +218,9 @@ def make_engine(
     resolved = namespaced_url(database_url(url), _checked(namespace))
     backend_facts = facts(resolved)
     pooled = backend_facts.has_server or is_sqlite_file(resolved)
+    pool_settings = PoolSettings.from_env()  # checked even where unused: a bad value is an error
     if pooled and "poolclass" not in engine_kwargs:  # a queue pool: the settings apply to it
-        engine_kwargs = {**PoolSettings.from_env().engine_kwargs(only_set=True), **engine_kwargs}
+        engine_kwargs = {**pool_settings.engine_kwargs(only_set=True), **engine_kwargs}
     connect_args = connect_arguments(
         resolved,
         engine_kwargs.pop("connect_args", {}),
@@ -286,9 +287,9 @@ async def open_engine(
 
 async def _checked_ping(engine: AsyncEngine, connect_timeout: float) -> None:
     try:
-        await asyncio.wait_for(_ping(engine), timeout=connect_timeout)
+        await asyncio.wait_for(ping(engine), timeout=connect_timeout)
     except (TimeoutError, OSError, SQLAlchemyError) as exc:
-        shown = engine.url.render_as_string(hide_password=True)
+        shown = shown_url(engine.url)
         raise DatabaseUnreachableError(
             f"Could not connect to {shown} within {connect_timeout:g} s ({_reason(exc)}). "
             "Check that the server is running and that host, port, user, password and "
@@ -304,12 +305,20 @@ async def _prepare_database(server: AsyncEngine, database: str, *, fresh: bool) 
         await conn.exec_driver_sql(f"CREATE DATABASE IF NOT EXISTS `{database}`")
 
 
-async def _ping(engine: AsyncEngine) -> None:
+async def ping(engine: AsyncEngine) -> None:
+    """Run ``SELECT 1`` on a connection of ``engine``'s pool, outside any transaction; raises
+    what the driver raises when the database does not answer (``snippets.api.readiness``)."""
     async with engine.connect() as conn:
         # No transaction: on SQLite one would wait for another writer's lock (BEGIN IMMEDIATE)
         # and a busy database would look unreachable.
-        await conn.execution_options(isolation_level="AUTOCOMMIT")
-        await conn.execute(text("SELECT 1"))
+        try:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")  # a round trip on aiomysql
+            await conn.execute(text("SELECT 1"))
+        except asyncio.CancelledError:
+            # Stopped midway, the connection is in no known state: discarded, not given back
+            # to the pool, whose reset (a ROLLBACK) would fail on it and log a traceback.
+            await conn.invalidate()
+            raise
 
 
 async def _prepare_schema(engine: AsyncEngine, schema: str, *, fresh: bool) -> None:

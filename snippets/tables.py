@@ -13,6 +13,10 @@ from sqlalchemy import MetaData, inspect
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from snippets.backends import migration_lock
+
+CREATE_TABLES_LOCK = "create_tables"
+
 
 def _require_async_engine(engine: object, function: str) -> None:
     if not isinstance(engine, AsyncEngine):
@@ -26,12 +30,22 @@ def _require_async_engine(engine: object, function: str) -> None:
 async def create_tables(engine: AsyncEngine, metadata: MetaData) -> None:
     """Create every table of ``metadata`` that does not exist yet (existing ones are kept).
 
+    Several processes may call it at once: they take turns (``migration_lock``).
+
     Raises:
         TypeError: ``engine`` is not an ``AsyncEngine``.
     """
     _require_async_engine(engine, "create_tables")
     async with engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
+        await conn.run_sync(_create_all_in_turn, metadata)
+
+
+def _create_all_in_turn(conn: Connection, metadata: MetaData) -> None:
+    # create_all checks which tables exist, then creates the others: two processes doing it at
+    # once (the lifespans of two uvicorn workers) both create, and one fails. The migration
+    # lock makes the second wait, then find the tables.
+    with migration_lock(conn, CREATE_TABLES_LOCK):
+        metadata.create_all(conn)
 
 
 async def drop_tables(engine: AsyncEngine, metadata: MetaData) -> None:

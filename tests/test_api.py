@@ -2,18 +2,38 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 
 import httpx
 import pytest
+import sqlmodel
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from snippets.demo.heroes_api import MAX_PAGE, create_app
+from snippets import open_engine
+from snippets.api import (
+    ConnectionGate,
+    ReadSessionDep,
+    database_lifespan,
+    error_code,
+    run_in_own_session,
+)
+from snippets.backends import is_connection_failure
+from snippets.demo.heroes_api import MAX_BODY, MAX_PAGE, create_app
 from snippets.demo.heroes_page import create_air_app
 from snippets.demo.models import Hero
+from snippets.lab.pool import arrival_order
+from snippets.session import make_sessionmaker
 from snippets.testing import api_client, rollback_session
 
 
@@ -89,6 +109,84 @@ async def test_invalid_input_is_422(client: httpx.AsyncClient, payload: dict[str
     }
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "body", "refused"),
+    [
+        ("POST", "/heroes/", '{"name": "a\\ud800", "secret_name": "s"}', "string_unicode"),
+        ("POST", "/heroes/", '{"name": "a\\u0000", "secret_name": "s"}', "value_error"),
+        (
+            "POST",
+            "/heroes/",
+            '{"name": "Old", "secret_name": "s", "age": 2147483648}',
+            "less_than_equal",
+        ),
+        ("PATCH", "/heroes/1", '{"secret_name": "\\u0000"}', "value_error"),
+        ("PATCH", "/heroes/1", '{"name": null}', "value_error"),
+        ("POST", "/teams/", '{"name": "T\\u0000", "headquarters": "h"}', "value_error"),
+        ("GET", "/heroes/2147483648", None, "less_than_equal"),
+        ("GET", "/teams/-2147483649", None, "greater_than_equal"),
+        ("GET", "/heroes/?offset=9223372036854775808", None, "less_than_equal"),
+    ],
+)
+async def test_what_the_database_cannot_store_is_a_422_that_echoes_nothing(
+    client: httpx.AsyncClient, method: str, path: str, body: str | None, refused: str
+) -> None:
+    """Each was a 500 on some backend: beyond INTEGER or BIGINT, a NUL character (PostgreSQL),
+    an unpaired surrogate (whose echo in the 422 could not be encoded)."""
+    headers = {"content-type": "application/json"}
+    response = await client.request(method, path, content=body, headers=headers)
+    assert response.status_code == 422
+    assert [error["type"] for error in response.json()["detail"]] == [refused]
+    assert all(set(error) == {"type", "loc", "msg"} for error in response.json()["detail"])
+
+
+async def test_a_body_over_the_limit_is_a_413_declared_or_chunked(
+    client: httpx.AsyncClient,
+) -> None:
+    large = b'{"name": "' + b"x" * MAX_BODY + b'", "secret_name": "s"}'
+
+    async def in_chunks() -> AsyncIterator[bytes]:  # no Content-Length: counted as it comes
+        for start in range(0, len(large), 8192):
+            yield large[start : start + 8192]
+
+    headers = {"content-type": "application/json"}
+    declared = await client.post("/heroes/", content=large, headers=headers)
+    chunked = await client.post("/heroes/", content=in_chunks(), headers=headers)
+    assert (declared.status_code, chunked.status_code) == (413, 413)
+    assert (
+        declared.json()
+        == chunked.json()
+        == {"detail": f"The request body is larger than {MAX_BODY} bytes."}
+    )
+    assert (await post_hero(client, name="Small enough")).status_code == 201
+
+
+def test_the_openapi_schema_documents_every_status_an_endpoint_answers() -> None:
+    paths = create_app().openapi()["paths"]
+    documented = {
+        (method.upper(), path): sorted(int(status) for status in operation["responses"])
+        for path, operations in paths.items()
+        for method, operation in operations.items()
+    }
+    assert documented == {
+        ("POST", "/heroes/"): [201, 409, 413, 422, 503],
+        ("GET", "/heroes/"): [200, 422, 503],
+        ("GET", "/heroes/{hero_id}"): [200, 404, 422, 503],
+        ("PATCH", "/heroes/{hero_id}"): [200, 404, 409, 413, 422, 503],
+        ("DELETE", "/heroes/{hero_id}"): [204, 404, 422, 503],
+        ("POST", "/teams/"): [201, 409, 413, 422, 503],
+        ("GET", "/teams/"): [200, 422, 503],
+        ("GET", "/teams/{team_id}"): [200, 404, 422, 503],
+    }
+
+
+def test_the_openapi_schema_says_what_the_patch_accepts() -> None:
+    """A name may be left out of a PATCH, not set to null: the schema says "string"."""
+    schema = create_app().openapi()["components"]["schemas"]["HeroUpdate"]["properties"]
+    assert schema["name"]["type"] == schema["secret_name"]["type"] == "string"
+    assert "anyOf" not in schema["name"]
+
+
 async def test_pagination_and_its_bounds(client: httpx.AsyncClient) -> None:
     for number in range(7):
         assert (await post_hero(client, name=f"Hero {number}")).status_code == 201
@@ -147,7 +245,11 @@ async def test_team_with_heroes_is_eager_loaded(client: httpx.AsyncClient) -> No
 async def test_unknown_team_is_422(client: httpx.AsyncClient) -> None:
     response = await post_hero(client, name="Lonely", team_id=12345)
     assert response.status_code == 422
-    assert response.json() == {"detail": "team 12345 does not exist"}
+    assert response.json() == {
+        "detail": [
+            {"type": "missing_team", "loc": ["body", "team_id"], "msg": "team 12345 does not exist"}
+        ]
+    }
     hero = (await post_hero(client, name="Joiner")).json()
     patched = await client.patch(f"/heroes/{hero['id']}", json={"team_id": 12345})
     assert patched.status_code == 422
@@ -193,3 +295,182 @@ def test_tables_are_created_without_a_sync_driver() -> None:
     # The lifespan used run_sync on the async engine; no synchronous PostgreSQL driver is loaded.
     assert "psycopg2" not in sys.modules
     assert "psycopg" not in sys.modules
+
+
+async def test_the_lifespan_refuses_a_synchronous_engine_with_one_clear_error() -> None:
+    # A factory that returns a synchronous Engine (a common port of FastAPI's SQL tutorial):
+    # one TypeError naming the fix at start-up, not a second error from awaiting dispose().
+    disposed: list[Engine] = []
+
+    async def sync_factory() -> Engine:
+        sync_engine = sqlmodel.create_engine("sqlite://")
+        event.listen(sync_engine, "engine_disposed", disposed.append)
+        return sync_engine
+
+    app = FastAPI(lifespan=database_lifespan(sync_factory))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"needs an AsyncEngine .* got Engine") as caught:
+        async with LifespanManager(app):
+            pass
+    assert caught.value.__context__ is None  # nothing else went wrong on the way
+    assert len(disposed) == 1  # the factory's engine was closed, not left behind
+
+
+@dataclass
+class Gated:
+    """A running app whose ``/hold/{n}`` keeps its session (and its connection) until
+    ``holding`` is set; ``admitted`` is the order in which requests got past the gate, and
+    ``held`` receives each request's number once it holds a connection."""
+
+    app: FastAPI
+    client: httpx.AsyncClient = field(init=False)
+    holding: asyncio.Event = field(default_factory=asyncio.Event)
+    admitted: list[int] = field(default_factory=list)
+    held: asyncio.Queue[int] = field(default_factory=asyncio.Queue)
+
+
+@asynccontextmanager
+async def gated_app(namespace: str, *, pool_size: int, pool_timeout: float) -> AsyncIterator[Gated]:
+    engine = await open_engine(
+        namespace=namespace, pool_size=pool_size, max_overflow=0, pool_timeout=pool_timeout
+    )
+    gated = Gated(FastAPI(lifespan=database_lifespan(engine)))
+
+    @gated.app.get("/hold/{number}")
+    async def hold(number: int, session: ReadSessionDep) -> int:
+        gated.admitted.append(number)
+        # A read: on SQLite a SessionDep's BEGIN IMMEDIATE would make sessions take turns at
+        # the database's write lock too, and that order is not the gate's.
+        await session.exec(select(func.count()).select_from(Hero))  # checks a connection out
+        gated.held.put_nowait(number)
+        await gated.holding.wait()
+        return number
+
+    try:
+        async with api_client(gated.app) as gated.client:
+            yield gated
+    finally:
+        await engine.dispose()
+
+
+async def test_requests_beyond_the_pool_wait_their_turn_in_order(namespace: str) -> None:
+    async with gated_app(namespace, pool_size=2, pool_timeout=30) as gated:
+        client = gated.client
+        requests = [asyncio.create_task(client.get(f"/hold/{n}")) for n in (0, 1)]
+        async with asyncio.timeout(10):  # both hold a connection of the pool
+            await gated.held.get()
+            await gated.held.get()
+        for number in range(2, 8):  # six more wait in line, arriving in this order
+            requests.append(asyncio.create_task(client.get(f"/hold/{number}")))
+            await asyncio.sleep(0.01)
+        assert gated.app.state.connection_gate.places.locked()
+        gated.holding.set()
+        answers = await asyncio.gather(*requests)
+    assert [answer.status_code for answer in answers] == [200] * 8
+    assert sorted(gated.admitted[:2]) == [0, 1]
+    assert gated.admitted[2:] == [2, 3, 4, 5, 6, 7]  # the six waiting ones, first come first served
+
+
+async def test_a_request_that_waits_past_the_pool_timeout_gets_503_retry_after(
+    namespace: str,
+) -> None:
+    async with gated_app(namespace, pool_size=1, pool_timeout=0.3) as gated:
+        first = asyncio.create_task(gated.client.get("/hold/1"))
+        async with asyncio.timeout(10):  # the first holds the pool's only connection
+            await gated.held.get()
+        busy = await gated.client.get("/hold/2")  # waits 0.3 s in line, then gives up
+        gated.holding.set()
+        assert (await first).status_code == 200
+        after = await gated.client.get("/hold/3")
+    assert busy.status_code == 503
+    assert busy.headers["retry-after"] == "1"
+    assert busy.json() == {"detail": "The database is busy; try again shortly."}
+    assert after.status_code == 200  # the place was given back
+    assert gated.admitted == [1, 3]
+
+
+async def test_the_pool_serves_a_newcomer_first_and_the_gate_keeps_the_order(
+    namespace: str,
+) -> None:
+    # SQLAlchemy 2.1's AsyncAdaptedQueue.get() takes an available connection without awaiting:
+    # one that arrives as a connection comes back takes it before the request woken for it,
+    # which goes back to the end of the line. That is the tail the gate removes.
+    engine = await open_engine(namespace=namespace, pool_size=1, max_overflow=0)
+    try:
+        assert await arrival_order(engine) == ["A", "C", "B"]
+        gate = ConnectionGate.for_engine(engine)
+        assert gate is not None
+        assert await arrival_order(engine, gate) == ["A", "B", "C"]
+    finally:
+        await engine.dispose()
+
+
+async def test_a_background_job_runs_in_its_own_session_and_its_failure_is_one_line(
+    engine: AsyncEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    sessions = make_sessionmaker(engine)
+    async with sessions() as session:
+        session.add_all(
+            [Hero(name="Job One", secret_name="x"), Hero(name="Job Two", secret_name="y")]
+        )
+        await session.commit()
+
+    async def rename(session: AsyncSession, name: str, new_name: str) -> None:
+        hero = (await session.exec(select(Hero).where(Hero.name == name))).one()
+        hero.name = new_name
+
+    assert await run_in_own_session(sessions, rename, "Job One", "Job Renamed") is True
+    with caplog.at_level("ERROR", logger="snippets.api"):
+        assert await run_in_own_session(sessions, rename, "Job Two", "Job Renamed") is False
+    async with sessions() as session:
+        names = set((await session.exec(select(Hero.name))).all())
+    assert names == {"Job Renamed", "Job Two"}  # the failed job was rolled back
+    assert [record.getMessage() for record in caplog.records] == [
+        "background job test_a_background_job_runs_in_its_own_session_and_its_failure_is_one_line"
+        ".<locals>.rename failed: IntegrityError"
+    ]
+    assert "Job Renamed" not in caplog.text  # no bound value in the log
+
+
+class _DriverError(Exception):
+    """A driver's exception as SQLAlchemy wraps it: a SQLSTATE, or PyMySQL's number first."""
+
+    def __init__(self, *args: object, sqlstate: str | None = None) -> None:
+        super().__init__(*args)
+        self.sqlstate = sqlstate
+
+
+@pytest.mark.parametrize(
+    ("error", "connection_failure", "code"),
+    [
+        (ConnectionRefusedError(111, "refused"), True, "ConnectionRefusedError"),
+        (TimeoutError(), True, "TimeoutError"),
+        (
+            DBAPIError(
+                "SELECT 1", {}, _DriverError(sqlstate="08006"), connection_invalidated=False
+            ),
+            True,
+            "DBAPIError (_DriverError, 08006)",
+        ),
+        (
+            DBAPIError("SELECT 1", {}, _DriverError("gone"), connection_invalidated=True),
+            True,
+            "DBAPIError (_DriverError)",
+        ),
+        (
+            DBAPIError("SELECT 1", {}, _DriverError(2013, "Lost connection"), False),
+            True,
+            "DBAPIError (_DriverError, 2013)",
+        ),
+        (
+            IntegrityError("INSERT", {"name": "x"}, _DriverError(sqlstate="23505")),
+            False,
+            "IntegrityError (_DriverError, 23505)",
+        ),
+        (ValueError("not a database error"), False, "ValueError"),
+    ],
+)
+def test_connection_failures_are_told_apart_and_named_without_their_message(
+    error: BaseException, connection_failure: bool, code: str
+) -> None:
+    assert is_connection_failure(error) is connection_failure
+    assert error_code(error) == code

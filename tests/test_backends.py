@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import make_url, select, text
+from sqlalchemy import Column, Float, Integer, MetaData, Table, make_url, select, text
 from sqlalchemy.dialects import mysql, postgresql, sqlite
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from snippets.backends import (
@@ -139,3 +139,29 @@ async def test_an_explicit_id_moves_the_counter_only_where_the_facts_say(
         assert ids == [3, 4]
     else:  # the sequence hands out 1, then 2, which the chosen row holds
         assert ids == [1, "duplicate"]
+
+
+async def test_a_negative_limit_is_refused_except_where_the_facts_say(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(
+            Hero.__table__.insert(), [{"name": f"h{n}", "secret_name": "s"} for n in range(3)]
+        )
+    async with engine.connect() as conn:
+        if facts(engine).negative_limit_means_all:
+            rows = (await conn.execute(select(Hero.id).offset(-1).limit(-1))).all()  # type: ignore[call-overload]
+            assert len(rows) == 3
+        else:
+            with pytest.raises(DBAPIError):
+                await conn.execute(select(Hero.id).limit(-1))  # type: ignore[call-overload]
+
+
+async def test_a_float_column_keeps_cents_except_where_the_facts_say(engine: AsyncEngine) -> None:
+    amounts = Table(
+        "float_amount", MetaData(), Column("id", Integer, primary_key=True), Column("amount", Float)
+    )
+    async with engine.begin() as conn:
+        await conn.run_sync(amounts.metadata.create_all)
+        await conn.execute(amounts.insert(), {"id": 1, "amount": 123_456.78})
+        stored = (await conn.execute(select(amounts.c.amount))).scalar_one()
+        await conn.run_sync(amounts.metadata.drop_all)
+    assert stored == (123_457.0 if facts(engine).float_is_single_precision else 123_456.78)

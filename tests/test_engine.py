@@ -27,6 +27,7 @@ from snippets import (
     table_names,
 )
 from snippets.demo.models import Hero, Team
+from snippets.demo.models import metadata as demo_metadata
 from snippets.engine import namespaced_url
 
 SECRET = "s3cr3t-pw"
@@ -228,3 +229,17 @@ async def test_create_tables_says_an_async_engine_is_needed(tmp_path: Path) -> N
         with pytest.raises(TypeError, match=r"needs an AsyncEngine .* got Engine"):
             await function(sync_engine, MetaData())  # type: ignore[arg-type]
     sync_engine.dispose()
+
+
+async def test_create_tables_from_several_engines_at_once_take_turns(namespace: str) -> None:
+    """As the lifespans of several uvicorn workers do at start-up: without the lock, two see
+    no table and both create it (PostgreSQL: a unique violation in its catalog)."""
+    for _ in range(5):
+        engines = [await open_engine(namespace=namespace, fresh=True)]
+        engines += [await open_engine(namespace=namespace) for _ in range(3)]
+        try:
+            await asyncio.gather(*(create_tables(each, demo_metadata) for each in engines))
+            assert "hero" in await table_names(engines[0])
+        finally:
+            for each in engines:
+                await each.dispose()

@@ -7,6 +7,9 @@ would. Loopback only. Run it as a program::
     python -m snippets.lab.latency_proxy --listen 6543 --target 127.0.0.1:5432 --delay-ms 1
 
 It prints ``listening on 127.0.0.1:PORT`` once it accepts connections, and runs until stopped.
+``LatencyProxy`` runs it so from Python, and makes the database unreachable on purpose
+(notebook 15): ``freeze()`` it (connections accepted, never answered, as a hung server or a
+dropped network) and ``thaw()`` it; ``stop()`` it (connections reset, new ones refused).
 """
 
 from __future__ import annotations
@@ -14,7 +17,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import signal
+import subprocess
+import sys
 import time
+
+from sqlalchemy.engine import URL
+
+from snippets.backends import facts
+from snippets.config import PROJECT_ROOT
+from snippets.lab.served import free_port
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float) -> None:
@@ -58,6 +70,48 @@ async def serve(listen_port: int, target_host: str, target_port: int, delay: flo
     print(f"listening on 127.0.0.1:{server.sockets[0].getsockname()[1]}", flush=True)
     async with server:
         await server.serve_forever()
+
+
+class LatencyProxy:
+    """This proxy in a process of its own, on a free loopback port, to ``url``'s server, each
+    round trip ``round_trip_ms`` longer; stopped (by its pid) when the ``with`` block ends."""
+
+    def __init__(self, url: URL, round_trip_ms: float = 0.0) -> None:
+        self.port = free_port()
+        self.url = url.set(host="127.0.0.1", port=self.port)
+        """``url``, through the proxy."""
+        self.process = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "snippets.lab.latency_proxy", "--listen", str(self.port)),
+                *("--target", f"{url.host}:{url.port or facts(url).default_port}"),
+                *("--delay-ms", str(round_trip_ms / 2)),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=PROJECT_ROOT,
+        )
+        assert self.process.stdout is not None
+        self.process.stdout.readline()  # "listening on ...": accepting connections
+
+    def freeze(self) -> None:
+        """Stop the process where it is: the kernel still accepts connections, nothing answers."""
+        self.process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        self.process.send_signal(signal.SIGCONT)
+
+    def stop(self) -> None:
+        """End the process: its connections are closed, new ones refused."""
+        if self.process.poll() is None:
+            self.thaw()
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+    def __enter__(self) -> LatencyProxy:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
 
 
 def main() -> None:

@@ -1,8 +1,9 @@
 """Making a database server misbehave on purpose, for the notebooks' demonstrations.
 
 A statement that runs for as long as asked (``slow_statement``), the statements running on the
-server right now (``running_statements``), and connections ended from outside, as a restart or
-a proxy would end them (``kill_connections``). Each is built from the SQL that
+server right now (``running_statements``), connections ended from outside, as a restart or
+a proxy would end them (``kill_connections``), and the connections a namespace has open on the
+server, from any process (``namespace_connections``). Each is built from the SQL that
 ``snippets.backends.BackendFacts`` holds for the backend, so nothing here branches on it.
 """
 
@@ -14,6 +15,7 @@ from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from snippets.backends import FACTS, SQLITE_ROWS_PER_SECOND, Backend, Bind, backend_of, facts
+from snippets.engine import namespaced_url
 
 
 def slow_statement(
@@ -67,3 +69,18 @@ async def kill_connections(admin: AsyncEngine, ids: Sequence[int]) -> int:
             # pg_terminate_backend answers whether it ended one; KILL answers nothing.
             ended += 1 if not result.returns_rows or result.scalar() else 0
     return ended
+
+
+async def namespace_connections(admin: AsyncEngine, namespace: str) -> int | None:
+    """How many connections the server has open for ``namespace``, whoever opened them (another
+    process's pool, say); ``None`` on SQLite, which has no server to ask."""
+    sql = facts(admin).namespace_connections_sql
+    if sql is None:
+        return None
+    name = (
+        namespaced_url(admin.url, namespace).database
+        if facts(admin).namespace_kind == ("database")
+        else namespace
+    )
+    async with admin.connect() as conn:
+        return int((await conn.execute(text(sql), {"name": name})).scalar_one())
