@@ -9,6 +9,8 @@ Nothing here knows a model: an application brings its own, and its own ``MetaDat
   whose pooled connections were opened on another loop (an engine made at import time and
   reused by a second ``TestClient``, say) fails on asyncpg (notebook 09).
 * ``get_session`` gives each request a session of its own; ``SessionDep`` is its annotation.
+  A connection lost before the session closes is logged as one line, not a traceback
+  (``closed_at_the_end``).
 * ``get_read_session`` (``ReadSessionDep``) gives an endpoint that only reads a session whose
   statements run in ``AUTOCOMMIT``: no ``BEGIN`` before them and no ``ROLLBACK`` after, two
   round trips fewer per request (notebook 08 measures it side by side: about half the time per
@@ -195,6 +197,32 @@ def database_lifespan(
     return lifespan
 
 
+@asynccontextmanager
+async def closed_at_the_end(request: Request, sessionmaker: str) -> AsyncIterator[AsyncSession]:
+    """A session from the app's ``sessionmaker`` (an ``app.state`` name), closed at the end.
+
+    Closing ends the session's transaction with a ``ROLLBACK``. When the connection was lost
+    after the endpoint's last statement (the server restarted, the network dropped), that
+    ``ROLLBACK`` fails, usually once the response has been sent, where Starlette can only log
+    a traceback (``response already started``): nothing was left to roll back, SQLAlchemy has
+    already invalidated the connection, so it is logged as one line instead. An error the
+    endpoint raised still reaches the exception handlers; any other failure to close is raised.
+    """
+    session: AsyncSession = getattr(request.app.state, sessionmaker)()
+    try:
+        yield session
+    finally:
+        try:
+            await session.close()
+        except DBAPIError as error:
+            if not is_connection_failure(error):
+                raise
+            logger.error(
+                "%s %s: the session's connection was lost before it closed, %s",
+                *(request.method, request.url.path, error_code(error)),
+            )
+
+
 def turn_at(gate: ConnectionGate | None) -> AbstractAsyncContextManager[None]:
     """``gate.turn()``, or nothing to wait for when there is no gate (an unbounded pool)."""
     return gate.turn() if gate is not None else nullcontext()
@@ -207,7 +235,7 @@ def _turn_at_the_gate(request: Request) -> AbstractAsyncContextManager[None]:
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """One session per request, after the request's turn at the connection gate; closed when
     the response has been sent."""
-    async with _turn_at_the_gate(request), request.app.state.sessionmaker() as session:
+    async with _turn_at_the_gate(request), closed_at_the_end(request, "sessionmaker") as session:
         yield session
 
 
@@ -217,7 +245,10 @@ SessionDep = Annotated[AsyncSession, Depends(get_session)]
 async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
     """One session per request for endpoints that only read: its statements run in
     ``AUTOCOMMIT``, with no ``BEGIN`` and ``ROLLBACK`` around them (see the module docstring)."""
-    async with _turn_at_the_gate(request), request.app.state.read_sessionmaker() as session:
+    async with (
+        _turn_at_the_gate(request),
+        closed_at_the_end(request, "read_sessionmaker") as session,
+    ):
         yield session
 
 

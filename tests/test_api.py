@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -12,7 +12,7 @@ import httpx
 import pytest
 import sqlmodel
 from asgi_lifespan import LifespanManager
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -26,12 +26,16 @@ from snippets.api import (
     ReadSessionDep,
     database_lifespan,
     error_code,
+    get_read_session,
+    get_session,
     run_in_own_session,
 )
-from snippets.backends import is_connection_failure
+from snippets.backends import FACTS, backend_of, is_connection_failure
+from snippets.config import database_url
 from snippets.demo.heroes_api import MAX_BODY, MAX_PAGE, create_app
 from snippets.demo.heroes_page import create_air_app
 from snippets.demo.models import Hero
+from snippets.lab.latency_proxy import LatencyProxy
 from snippets.lab.pool import arrival_order
 from snippets.session import make_sessionmaker
 from snippets.testing import api_client, rollback_session
@@ -429,6 +433,40 @@ async def test_a_background_job_runs_in_its_own_session_and_its_failure_is_one_l
         ".<locals>.rename failed: IntegrityError"
     ]
     assert "Job Renamed" not in caplog.text  # no bound value in the log
+
+
+@pytest.mark.skipif(
+    not FACTS[backend_of(database_url())].has_server, reason="SQLite has no connection to lose"
+)
+@pytest.mark.parametrize(
+    ("dependency", "sessionmaker"),
+    [(get_session, "sessionmaker"), (get_read_session, "read_sessionmaker")],
+)
+async def test_a_connection_lost_before_the_session_closes_is_one_log_line(
+    engine: AsyncEngine,
+    namespace: str,
+    dependency: Callable[[Request], AsyncIterator[AsyncSession]],
+    sessionmaker: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with LatencyProxy(database_url()) as proxy:
+        proxied = await open_engine(proxy.url, namespace=namespace)
+        app = FastAPI()
+        setattr(app.state, sessionmaker, make_sessionmaker(proxied))
+        scope = {"type": "http", "app": app, "method": "GET", "path": "/heroes", "headers": []}
+        session_for_the_request = dependency(Request(scope))
+        session = await anext(session_for_the_request)
+        assert (await session.exec(select(func.count()).select_from(Hero))).one() == 0
+        proxy.stop()  # after the endpoint's last statement, before FastAPI closes the session
+        with caplog.at_level("ERROR", logger="snippets.api"), pytest.raises(StopAsyncIteration):
+            await anext(session_for_the_request)  # what FastAPI does once the response is sent
+    messages = [record.getMessage() for record in caplog.records]
+    checked_out = proxied.pool.checkedout()  # type: ignore[attr-defined]
+    await proxied.dispose()
+
+    assert len(messages) == 1
+    assert messages[0].startswith("GET /heroes: the session's connection was lost before it closed")
+    assert checked_out == 0  # the lost connection went back to the pool, invalidated
 
 
 class _DriverError(Exception):

@@ -90,21 +90,28 @@ class LatencyProxy:
             text=True,
             cwd=PROJECT_ROOT,
         )
+        self.frozen = False
         assert self.process.stdout is not None
         self.process.stdout.readline()  # "listening on ...": accepting connections
 
     def freeze(self) -> None:
         """Stop the process where it is: the kernel still accepts connections, nothing answers."""
         self.process.send_signal(signal.SIGSTOP)
+        self.frozen = True
 
     def thaw(self) -> None:
         self.process.send_signal(signal.SIGCONT)
+        self.frozen = False
 
     def stop(self) -> None:
-        """End the process: its connections are closed, new ones refused."""
+        """End the process: its connections are closed, new ones refused. A frozen proxy is
+        killed as it is, so that nothing it holds is forwarded on the way out (thawed first,
+        it would pass on a statement waiting in it, and the answer, before it ended)."""
         if self.process.poll() is None:
-            self.thaw()
-            self.process.terminate()
+            if self.frozen:
+                self.process.kill()
+            else:
+                self.process.terminate()
             self.process.wait(timeout=10)
 
     def __enter__(self) -> LatencyProxy:
