@@ -208,7 +208,10 @@ def make_engine(
             client-side timeout: notebook 11 shows why.
         engine_kwargs: passed to ``create_async_engine`` (``echo``, ``pool_size``, ...). Pool
             options not given here come from ``DB_POOL_SIZE`` and the other variables of
-            ``snippets.pool.PoolSettings``, where set.
+            ``snippets.pool.PoolSettings``, where set. ``hide_parameters`` is ``True`` unless
+            given (SQLAlchemy's default is ``False``): bound values, which can be personal data
+            or secrets, never reach a log line (``echo``) or an exception's message; pass
+            ``hide_parameters=False`` to see them while developing.
 
     Raises:
         DatabaseConfigError: the URL is not usable; the message says which one to write.
@@ -221,6 +224,7 @@ def make_engine(
     pool_settings = PoolSettings.from_env()  # checked even where unused: a bad value is an error
     if pooled and "poolclass" not in engine_kwargs:  # a queue pool: the settings apply to it
         engine_kwargs = {**pool_settings.engine_kwargs(only_set=True), **engine_kwargs}
+    engine_kwargs.setdefault("hide_parameters", True)
     connect_args = connect_arguments(
         resolved,
         engine_kwargs.pop("connect_args", {}),

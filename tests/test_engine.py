@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Column, ForeignKey, Integer, MetaData, Table, create_engine, insert, text
-from sqlalchemy.exc import IntegrityError, MissingGreenlet, StatementError
+from sqlalchemy.exc import DBAPIError, IntegrityError, MissingGreenlet, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -243,3 +243,21 @@ async def test_create_tables_from_several_engines_at_once_take_turns(namespace: 
         finally:
             for each in engines:
                 await each.dispose()
+
+
+@pytest.mark.parametrize("hide_parameters", [None, False])
+async def test_bound_values_stay_out_of_logs_and_errors_unless_asked(
+    namespace: str, hide_parameters: bool | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    asked = {} if hide_parameters is None else {"hide_parameters": hide_parameters}
+    engine = await open_engine(namespace=namespace, echo=True, **asked)
+    statement = text("SELECT no_such_column FROM no_such_table WHERE name = :name")
+    with caplog.at_level("INFO", logger="sqlalchemy.engine.Engine"):
+        async with engine.connect() as connection:
+            with pytest.raises(DBAPIError) as failed:
+                await connection.execute(statement, {"name": "Quietly Kept Name"})
+    await engine.dispose()
+
+    told = str(failed.value) + caplog.text
+    assert "no_such_table" in told  # the SQL is still there to debug with
+    assert ("Quietly Kept Name" in told) is (hide_parameters is False)
