@@ -39,6 +39,8 @@ Nothing here knows a model: an application brings its own, and its own ``MetaDat
 * ``add_validation_error_handler`` answers a request FastAPI refused with its usual 422, less
   the input it echoes (a large body sent back whole; an unpaired surrogate, which cannot be
   encoded, made the 422 itself fail as a 500).
+* ``add_method_not_allowed_handler`` answers a method a path does not serve with 405 and an
+  ``Allow`` header listing every method it serves (Starlette's lists one route's).
 * ``BodySizeLimit`` is an ASGI middleware that answers a request body larger than its limit
   with 413, before the body is read whole (a declared ``Content-Length`` at once; a chunked
   body as soon as it goes past the limit).
@@ -70,6 +72,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import QueuePool
 from sqlmodel.ext.asyncio.session import AsyncSession
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from snippets.backends import (
@@ -361,6 +364,31 @@ async def answer_validation_error(request: Request, error: Exception) -> JSONRes
         for each in error.errors()
     ]
     return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
+
+
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def add_method_not_allowed_handler(app: FastAPI) -> None:
+    """Answer a method a path does not serve with 405 and an ``Allow`` header that lists every
+    method it does serve, as RFC 9110 asks. Starlette's own 405 names only the methods of the
+    first route whose path matched: with ``GET`` and ``POST`` on ``/heroes`` as two endpoints,
+    ``OPTIONS /heroes`` answered ``Allow: POST``."""
+    app.add_exception_handler(405, answer_method_not_allowed)
+
+
+async def answer_method_not_allowed(request: Request, error: Exception) -> JSONResponse:
+    """The 405 ``add_method_not_allowed_handler`` gives."""
+    allowed = [
+        method
+        for method in HTTP_METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL
+            for route in request.app.router.routes
+        )
+    ]
+    headers = {"Allow": ", ".join(allowed)}
+    return JSONResponse({"detail": "Method Not Allowed"}, status_code=405, headers=headers)
 
 
 class BodySizeLimit:

@@ -165,6 +165,22 @@ async def test_a_body_over_the_limit_is_a_413_declared_or_chunked(
     assert (await post_hero(client, name="Small enough")).status_code == 201
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("OPTIONS", "/heroes/", "GET, POST"),
+        ("PUT", "/heroes/1", "GET, PATCH, DELETE"),
+        ("DELETE", "/teams/", "GET, POST"),
+    ],
+)
+async def test_a_method_the_path_does_not_serve_is_405_with_every_allowed_method(
+    client: httpx.AsyncClient, method: str, path: str, allowed: str
+) -> None:
+    response = await client.request(method, path)
+    assert response.status_code == 405
+    assert response.headers["allow"] == allowed  # Starlette's own named the first route's only
+
+
 def test_the_openapi_schema_documents_every_status_an_endpoint_answers() -> None:
     paths = create_app().openapi()["paths"]
     documented = {

@@ -26,6 +26,7 @@ from snippets.api import (
     ReadSessionDep,
     SessionDep,
     add_database_error_handlers,
+    add_method_not_allowed_handler,
     add_validation_error_handler,
     commit_or_conflict,
     database_lifespan,
@@ -173,6 +174,7 @@ def create_app(engine: AsyncEngine | None = None, *, create: bool = True) -> Fas
     app = FastAPI(title="Heroes", lifespan=lifespan)
     add_database_error_handlers(app)  # a database error escaping an endpoint: 409/503, one line
     add_validation_error_handler(app)  # a 422 that does not echo the input back
+    add_method_not_allowed_handler(app)  # a 405 whose Allow lists every method of the path
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY)  # a hero is a few hundred bytes
     app.include_router(router)
     return app
