@@ -23,6 +23,7 @@ from sqlmodel.sql.expression import SelectOfScalar
 
 from snippets.api import (
     BodySizeLimit,
+    EngineFactory,
     ReadSessionDep,
     SessionDep,
     add_database_error_handlers,
@@ -44,7 +45,7 @@ from snippets.demo.models import (
     metadata,
 )
 from snippets.relationships import rel
-from snippets.values import INT32_MAX, INT64_MAX
+from snippets.values import INT32_MAX, INT32_MIN, INT64_MAX
 
 MAX_BODY = 64_000
 """The largest request body accepted, in bytes; a larger one is a 413."""
@@ -53,7 +54,7 @@ MAX_PAGE = 100
 
 Offset = Annotated[int, Query(ge=0, le=INT64_MAX)]
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
-RowId = Annotated[int, Path(ge=-INT32_MAX - 1, le=INT32_MAX)]
+RowId = Annotated[int, Path(ge=INT32_MIN, le=INT32_MAX)]
 """An id in a URL: within the id column's type, or a 422 (beyond it, PostgreSQL refuses it)."""
 
 
@@ -69,6 +70,7 @@ def _documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 ERRORS = {
+    400: "The body is not JSON: it could not be parsed.",
     404: "No such row.",
     409: "A unique name already taken, or a row changed by another request.",
     413: f"The request body is larger than {MAX_BODY} bytes.",
@@ -96,7 +98,7 @@ async def _hero_or_404(session: AsyncSession, hero_id: int) -> Hero:
 
 
 @router.post(
-    "/heroes/", response_model=HeroPublic, status_code=201, responses=_documented(409, 413)
+    "/heroes/", response_model=HeroPublic, status_code=201, responses=_documented(400, 409, 413)
 )
 async def create_hero(data: HeroCreate, session: SessionDep) -> Hero:
     await _require_team(session, data.team_id)
@@ -118,7 +120,9 @@ async def read_hero(hero_id: RowId, session: ReadSessionDep) -> Hero:
     return await _hero_or_404(session, hero_id)
 
 
-@router.patch("/heroes/{hero_id}", response_model=HeroPublic, responses=_documented(404, 409, 413))
+@router.patch(
+    "/heroes/{hero_id}", response_model=HeroPublic, responses=_documented(400, 404, 409, 413)
+)
 async def update_hero(hero_id: RowId, patch: HeroUpdate, session: SessionDep) -> Hero:
     hero = await _hero_or_404(session, hero_id)
     changes = patch.model_dump(exclude_unset=True)  # a null name was refused by HeroUpdate
@@ -136,7 +140,9 @@ async def delete_hero(hero_id: RowId, session: SessionDep) -> Response:
     return Response(status_code=204)
 
 
-@router.post("/teams/", response_model=TeamPublic, status_code=201, responses=_documented(409, 413))
+@router.post(
+    "/teams/", response_model=TeamPublic, status_code=201, responses=_documented(400, 409, 413)
+)
 async def create_team(data: TeamCreate, session: SessionDep) -> Team:
     team = Team.model_validate(data)
     session.add(team)
@@ -164,8 +170,11 @@ async def read_team(team_id: RowId, session: ReadSessionDep) -> Team:
     return team
 
 
-def create_app(engine: AsyncEngine | None = None, *, create: bool = True) -> FastAPI:
-    """The JSON API on ``engine`` (default: opened from ``DATABASE_URL`` at start-up).
+def create_app(
+    engine: AsyncEngine | EngineFactory | None = None, *, create: bool = True
+) -> FastAPI:
+    """The JSON API on ``engine`` (an engine, a factory called at start-up, or by default one
+    opened from ``DATABASE_URL`` at start-up: ``snippets.api.database_lifespan``).
 
     ``create`` makes the demo tables at start-up; tests that keep all their work in one
     rolled-back session pass ``False`` (see ``snippets.testing``).

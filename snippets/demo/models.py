@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncAttrs
 from sqlalchemy.orm import registry
 from sqlmodel import Field, Relationship, SQLModel
 
-from snippets.values import INT32_MAX, storable_text
+from snippets.values import INT32_MAX, INT32_MIN, STORABLE_TEXT, storable_text
 
 
 class GuideModel(SQLModel, registry=registry()):
@@ -39,8 +39,8 @@ metadata = GuideModel.metadata
 
 
 class TeamBase(SQLModel):
-    name: str = Field(max_length=100, unique=True, index=True)
-    headquarters: str = Field(max_length=100)
+    name: str = Field(max_length=100, unique=True, index=True, schema_extra=STORABLE_TEXT)
+    headquarters: str = Field(max_length=100, schema_extra=STORABLE_TEXT)
 
     _storable = field_validator("name", "headquarters")(storable_text)
 
@@ -88,11 +88,16 @@ class PowerPublic(PowerBase):
 
 
 class HeroBase(SQLModel):
-    name: str = Field(max_length=100, unique=True, index=True)
-    secret_name: str = Field(max_length=100)
+    name: str = Field(max_length=100, unique=True, index=True, schema_extra=STORABLE_TEXT)
+    secret_name: str = Field(max_length=100, schema_extra=STORABLE_TEXT)
     age: int | None = Field(default=None, index=True, ge=0, le=INT32_MAX)
     team_id: int | None = Field(
-        default=None, foreign_key="team.id", index=True, ondelete="SET NULL", le=INT32_MAX
+        default=None,
+        foreign_key="team.id",
+        index=True,
+        ondelete="SET NULL",
+        ge=INT32_MIN,
+        le=INT32_MAX,
     )
 
     _storable = field_validator("name", "secret_name")(storable_text)
@@ -119,10 +124,14 @@ class HeroUpdate(SQLModel):
 
     # May be left out, never set to null: the schema says "string" (SkipJsonSchema hides the
     # None that stands for "not sent"), and a null sent is refused by the validator.
-    name: str | SkipJsonSchema[None] = Field(default=None, max_length=100)
-    secret_name: str | SkipJsonSchema[None] = Field(default=None, max_length=100)
+    name: str | SkipJsonSchema[None] = Field(
+        default=None, max_length=100, schema_extra=STORABLE_TEXT
+    )
+    secret_name: str | SkipJsonSchema[None] = Field(
+        default=None, max_length=100, schema_extra=STORABLE_TEXT
+    )
     age: int | None = Field(default=None, ge=0, le=INT32_MAX)
-    team_id: int | None = Field(default=None, le=INT32_MAX)
+    team_id: int | None = Field(default=None, ge=INT32_MIN, le=INT32_MAX)
 
     @field_validator("name", "secret_name", mode="before")
     @classmethod
