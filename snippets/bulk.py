@@ -26,6 +26,7 @@ load behind, on every backend.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import itertools
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
@@ -69,7 +70,8 @@ async def bulk_insert(
         ValueError: a row's keys differ from the first row's, a key is not a column, or
             ``method="copy"`` off PostgreSQL.
         sqlalchemy.exc.StatementError: a value that a column's type refuses (before sending).
-        sqlalchemy.exc.DBAPIError: what the database refused (``IntegrityError``, ...).
+        sqlalchemy.exc.DBAPIError: what the database refused (``IntegrityError``, ...), or a
+            connection lost midway (``connection_invalidated`` set; nothing was inserted).
     """
     resolved: Table = table if isinstance(table, Table) else table.__table__
     if batch_size < 1:
@@ -121,7 +123,7 @@ async def _load(
                 yield value
             inserted += len(values)
 
-    await _copy(driver, table, columns, records())
+    await _copy(conn, driver, table, columns, records())
     return inserted
 
 
@@ -231,6 +233,7 @@ async def _begin_driver_transaction(conn: AsyncConnection, driver: Any) -> None:
 
 
 async def _copy(
+    conn: AsyncConnection,
     driver: Any,
     table: Table,
     columns: Sequence[str],
@@ -238,18 +241,43 @@ async def _copy(
 ) -> None:
     import asyncpg  # only here: the other backends never need it
 
-    try:
-        await driver.copy_records_to_table(
+    statement = f"COPY {table.name} ({', '.join(columns)})"
+    copying = asyncio.ensure_future(
+        driver.copy_records_to_table(
             table.name, schema_name=table.schema, columns=list(columns), records=values
         )
-    except asyncpg.PostgresError as error:
+    )
+
+    def stop_copying(_: object) -> None:
+        # asyncpg 0.32's COPY, paused while the socket drains, waits forever once the
+        # connection is gone (nothing resumes it): end it when asyncpg sees the connection end.
+        copying.cancel()
+
+    driver.add_termination_listener(stop_copying)
+    try:
+        try:
+            await copying
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if not driver.is_closed() or (current is not None and current.cancelling()):
+                raise  # cancelled by the caller, not by a lost connection
+            raise ConnectionResetError("the connection was lost during COPY") from None
+        finally:
+            driver.remove_termination_listener(stop_copying)
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as error:
         # Raised as SQLAlchemy raises the same error from an INSERT, so callers need one except.
         kind: type[DBAPIError] = DBAPIError
         if isinstance(error, asyncpg.IntegrityConstraintViolationError):
             kind = IntegrityError
         elif isinstance(error, asyncpg.DataError):
             kind = DataError
-        raise kind(f"COPY {table.name} ({', '.join(columns)})", None, error) from error
+        lost = driver.is_closed()
+        if lost:
+            # SQLAlchemy did not see this error, so it would still ROLLBACK on the dead
+            # connection, and raise *that* failure ("the underlying connection is closed")
+            # in place of this one. Invalidated, the connection is not used again.
+            await conn.invalidate()
+        raise kind(statement, None, error, connection_invalidated=lost) from error
 
 
 def set_sqlite_pragmas(engine: AsyncEngine, **pragmas: str) -> None:

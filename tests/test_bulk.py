@@ -8,6 +8,7 @@ aware and naive datetimes, ``Decimal``, JSON, and Python-side defaults.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -23,9 +24,17 @@ from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
 from snippets import create_tables, make_sessionmaker, open_engine
-from snippets.backends import backend_of, facts, is_constraint_violation
-from snippets.bulk import bulk_insert
+from snippets.backends import (
+    FACTS,
+    backend_of,
+    facts,
+    is_connection_failure,
+    is_constraint_violation,
+)
+from snippets.bulk import Method, bulk_insert
+from snippets.config import database_url
 from snippets.lab.bench import count_rows
+from snippets.lab.latency_proxy import LatencyProxy
 from snippets.lab.observe import recorded_statements
 
 
@@ -135,6 +144,35 @@ async def test_failure_in_the_middle_leaves_nothing(engine: AsyncEngine) -> None
     with pytest.raises(DBAPIError) as raised:
         await bulk_insert(engine, Item, rows, batch_size=100)
     assert is_constraint_violation(raised.value), repr(raised.value)
+    assert await count_rows(engine, Item) == 0
+
+
+@pytest.mark.skipif(
+    not FACTS[backend_of(database_url())].has_server, reason="SQLite has no connection to lose"
+)
+@pytest.mark.parametrize("method", ["auto", "executemany"])
+async def test_a_connection_lost_midway_is_the_error_raised_and_nothing_lands(
+    engine: AsyncEngine, namespace: str, method: Method
+) -> None:
+    with LatencyProxy(database_url()) as proxy:
+        proxied = await open_engine(proxy.url, namespace=namespace)
+
+        def rows_then_the_network_fails() -> Iterator[dict[str, Any]]:
+            for number, row in enumerate(item_rows(20_000)):
+                if number == 1500:
+                    proxy.stop()  # while rows are flowing: COPY on PostgreSQL, else INSERTs
+                yield row
+
+        # asyncpg's COPY waited forever here: bounded, so that a regression fails.
+        async with asyncio.timeout(30):
+            with pytest.raises(DBAPIError) as raised:
+                await bulk_insert(proxied, Item, rows_then_the_network_fails(), method=method)
+        await proxied.dispose()
+
+    # The lost connection, not a failed ROLLBACK on it ("the underlying connection is closed").
+    assert is_connection_failure(raised.value), repr(raised.value)
+    assert raised.value.connection_invalidated
+    assert str(raised.value.statement).split()[0] in ("COPY", "INSERT"), repr(raised.value)
     assert await count_rows(engine, Item) == 0
 
 

@@ -15,10 +15,17 @@ from sqlmodel import func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from snippets import database_url, make_sessionmaker, open_engine
-from snippets.backends import FACTS, backend_of, is_constraint_violation, is_retryable_error
+from snippets.backends import (
+    FACTS,
+    backend_of,
+    is_connection_failure,
+    is_constraint_violation,
+    is_retryable_error,
+)
 from snippets.demo.models import Account, Transfer
 from snippets.demo.transfer import AccountNotFound, InsufficientFunds, TransferError, transfer
 from snippets.lab.observe import recorded_statements
+from snippets.lab.server import kill_connections
 from snippets.transactions import IsolationLevel, is_retryable, run_in_transaction
 
 # Collected after pytest_configure has validated DATABASE_URL, so this cannot fail here.
@@ -354,3 +361,34 @@ async def test_concurrent_transfers_keep_the_books_balanced(
         expected[entry.to_account_id] += entry.amount
     assert final == expected
     assert len(applied) > count // 2, "most transfers should have found the money"
+
+
+@pytest.mark.skipif(
+    not FACTS[backend_of(database_url())].has_server, reason="SQLite has no connection to lose"
+)
+@pytest.mark.parametrize("idempotent", [True, False])
+async def test_a_lost_connection_is_retried_only_for_work_that_may_run_twice(
+    engine: AsyncEngine, idempotent: bool
+) -> None:
+    sessions = await open_accounts(engine, 100, 0)
+    ended: list[int] = []
+
+    async def transfer_whose_first_connection_is_ended(session: AsyncSession) -> Transfer:
+        if not ended:  # the first attempt: its connection ended from outside, as by a restart
+            connection = await session.connection()
+            query = FACTS[backend_of(engine)].connection_id_sql
+            connection_id = (await connection.exec_driver_sql(str(query))).scalar_one()
+            ended.append(await kill_connections(engine, [connection_id]))
+        return await transfer(session, reference="lost-1", from_id=1, to_id=2, amount=30)
+
+    work = transfer_whose_first_connection_is_ended
+    if idempotent:  # transfer is: its unique reference refuses a second application
+        _, attempts = await run_in_transaction(sessions, work, idempotent=True, base_delay=0.001)
+        assert attempts == 2
+        assert await balances(sessions) == {1: 70, 2: 30}
+    else:
+        with pytest.raises(DBAPIError) as raised:
+            await run_in_transaction(sessions, work, base_delay=0.001)
+        assert is_connection_failure(raised.value), repr(raised.value)
+        assert await balances(sessions) == {1: 100, 2: 0}
+    assert ended == [1]
