@@ -33,7 +33,7 @@ from sqlalchemy.pool import NullPool
 from sqlalchemy.util.concurrency import await_, in_greenlet
 
 from snippets.backends import connect_arguments, facts, statement_limit_sql
-from snippets.config import database_url, is_sqlite_file, shown_url
+from snippets.config import DatabaseConfigError, database_url, is_sqlite_file, shown_url
 from snippets.pool import PoolSettings
 
 CONNECT_TIMEOUT = 5.0
@@ -281,7 +281,7 @@ async def open_engine(
             await server.dispose()
     try:
         await _checked_ping(engine, connect_timeout)
-    except DatabaseUnreachableError:
+    except (DatabaseUnreachableError, DatabaseConfigError):
         await engine.dispose()
         raise
     if namespace is not None and kind == "schema":
@@ -292,6 +292,16 @@ async def open_engine(
 async def _checked_ping(engine: AsyncEngine, connect_timeout: float) -> None:
     try:
         await asyncio.wait_for(ping(engine), timeout=connect_timeout)
+    except TypeError as exc:
+        # A query parameter of the URL is passed to the driver's connect() as a keyword.
+        option = re.search(r"unexpected keyword argument '(\w+)'", str(exc))
+        if option is None:
+            raise
+        raise DatabaseConfigError(
+            f"{shown_url(engine.url)}: {engine.url.get_driver_name()} does not take the option "
+            f"{option.group(1)!r} given in the URL's query string. Remove it, or use an option "
+            f"of {engine.url.get_driver_name()}'s connect()."
+        ) from None
     except (TimeoutError, OSError, SQLAlchemyError) as exc:
         shown = shown_url(engine.url)
         raise DatabaseUnreachableError(

@@ -245,3 +245,11 @@ def test_invalid_pool_settings_are_refused_even_with_a_pool_class_of_its_own(
     monkeypatch.setenv("DB_POOL_SIZE", "many")
     with pytest.raises(PoolConfigError, match="DB_POOL_SIZE"):
         make_engine("postgresql+asyncpg://u@db/app", poolclass=NullPool)
+
+
+async def test_a_query_parameter_the_driver_does_not_take_is_named_without_its_value() -> None:
+    with pytest.raises(
+        DatabaseConfigError, match="does not take the option 'sslpassword'"
+    ) as caught:
+        await open_engine(f"postgresql+asyncpg://u@127.0.0.1:1/app?sslpassword={SECRET}")
+    assert SECRET not in str(caught.value)
