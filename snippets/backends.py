@@ -174,9 +174,9 @@ class BackendFacts:
     default_port: int | None = 3306
     """The server's port when a URL names none."""
     namespace_connections_sql: str | None = (
-        "SELECT count(*) FROM information_schema.PROCESSLIST WHERE db = :name"
+        "SELECT id FROM information_schema.PROCESSLIST WHERE db = :name"
     )
-    """How many server connections a namespace has open, ``:name`` being its database
+    """The ids of the server connections a namespace has open, ``:name`` being its database
     (MySQL/MariaDB) or, on PostgreSQL, the ``application_name`` its connections give (the
     namespace: ``connect_arguments``)."""
 
@@ -241,7 +241,7 @@ FACTS: dict[Backend, BackendFacts] = {
         copies_rows=True,
         default_port=5432,
         namespace_connections_sql=(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = :name"
+            "SELECT pid FROM pg_stat_activity WHERE application_name = :name"
         ),
         connect_timeout_argument="timeout",
         statement_limit="server setting",

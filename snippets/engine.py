@@ -19,6 +19,7 @@ database without seeing each other's tables:
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 from functools import partial
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, text
-from sqlalchemy.engine import URL, Connection
+from sqlalchemy.engine import URL, Connection, Dialect
 from sqlalchemy.exc import DBAPIError, MissingGreenlet, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
@@ -44,6 +45,36 @@ _NAMESPACE = re.compile(r"[a-z][a-z0-9_]{0,62}")
 
 class DatabaseUnreachableError(ConnectionError):
     """The database did not accept a connection; the message says where and why."""
+
+
+class LostConnectionResetFilter(logging.Filter):
+    """The pool's "Exception during reset or similar" for a connection that was lost while lent
+    (the server ended it, or the network): one line instead of a traceback, as the pool discards
+    that connection anyway. ``make_engine`` installs one per dialect on its pool's logger."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        super().__init__(type(dialect).__name__)
+        self.dialect = dialect
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error: Any = record.exc_info[1] if record.exc_info else None
+        if (
+            record.msg == "Exception during reset or similar"
+            and isinstance(error, Exception)
+            and self.dialect.is_disconnect(error, None, None)  # type: ignore[arg-type]
+        ):
+            record.msg = "A connection lost while lent was discarded on its return (%s)"
+            record.args = (type(error).__name__,)  # never its message
+            record.exc_info = record.exc_text = None
+        return True
+
+
+def _log_lost_connections_in_one_line(engine: AsyncEngine) -> None:
+    pool_logger: Any = engine.pool.logger
+    logger: logging.Logger = getattr(pool_logger, "logger", pool_logger)  # echo_pool wraps it
+    name = type(engine.dialect).__name__
+    if not any(getattr(each, "name", None) == name for each in logger.filters):
+        logger.addFilter(LostConnectionResetFilter(engine.dialect))
 
 
 def enable_sqlite_foreign_keys(dbapi_connection: Any, connection_record: Any) -> None:
@@ -241,6 +272,7 @@ def make_engine(
         event.listen(engine.sync_engine, "begin", begin_sqlite_transaction)
     if statement_timeout is not None:
         _limit_statement_time(engine, statement_timeout)
+    _log_lost_connections_in_one_line(engine)
     # On every backend: a lazy load is one clean MissingGreenlet, raised before the driver.
     event.listen(engine.sync_engine, "before_execute", refuse_io_outside_greenlet)
     return engine

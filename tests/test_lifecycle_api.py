@@ -12,16 +12,18 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from sqlmodel import select
 
 from snippets import open_engine
 from snippets.backends import FACTS, backend_of
 from snippets.config import database_url
 from snippets.demo import lifecycle_api
-from snippets.demo.models import Hero
+from snippets.demo.models import Hero, Team
+from snippets.engine import CONNECT_TIMEOUT
 from snippets.lab import forked
 from snippets.lab.latency_proxy import LatencyProxy
 from snippets.lab.served import ServedApp
-from snippets.lab.server import namespace_connections
+from snippets.lab.server import kill_connections, namespace_connection_ids, namespace_connections
 from snippets.lab.timing import eventually
 from snippets.session import make_sessionmaker
 
@@ -295,7 +297,7 @@ def test_an_unreachable_database_is_503_at_once_and_not_ready(fresh_namespace: s
     assert stopped.status_code == 503
     # The three, and the read whose client gave up: it ended when the proxy closed its connection.
     assert log.count(f"GET /teams/{team['id']}: 503, ") == 4
-    assert "Traceback" not in log
+    assert "Traceback" not in log, log
     assert_nothing_told(*(read.text for read in reads), log)
 
 
@@ -351,3 +353,68 @@ def test_a_connection_opened_before_a_fork_fails_in_the_child_unless_disposed() 
     outcomes = json.loads(shown.stdout)
     assert outcomes["naive"] in {f"RuntimeError ({forked.DIFFERENT_LOOP})", "no answer"}
     assert outcomes["disposed first"] == "ok"
+
+
+FAULT_LOAD = 1000
+"""Requests in the fault test: half writes (a new team each), half reads of a written one."""
+
+
+@only_with_a_server
+async def test_connections_ended_under_load_lose_no_acknowledged_write_and_fail_as_503(
+    fresh_namespace: str,
+) -> None:
+    admin = await open_engine()  # not the namespace's: only the app's connections are ended
+    ended: list[int] = []
+    try:
+        with served(fresh_namespace, DB_POOL_SIZE="4") as server:
+            async with httpx.AsyncClient(base_url=server.base, timeout=30) as client:
+                first = await client.post("/teams", json={**TEAM, "name": "Fault 0"})
+
+                async def request(number: int) -> tuple[httpx.Response, float]:
+                    started = time.monotonic()
+                    if number % 2:
+                        answer = await client.get(f"/teams/{first.json()['id']}")
+                    else:
+                        answer = await client.post("/teams", json={**TEAM, "name": f"F{number}"})
+                    return answer, time.monotonic() - started
+
+                async def end_the_apps_connections() -> None:
+                    for _ in range(5):  # five times during the load, 0.2 s apart
+                        await asyncio.sleep(0.2)
+                        ids = await namespace_connection_ids(admin, fresh_namespace) or []
+                        ended.append(await kill_connections(admin, ids))
+
+                places = asyncio.Semaphore(16)  # a bounded load: 16 requests at a time
+
+                async def in_turn(number: int) -> tuple[httpx.Response, float]:
+                    async with places:
+                        return await request(number)
+
+                killer = asyncio.ensure_future(end_the_apps_connections())
+                answers = await asyncio.gather(*(in_turn(n) for n in range(FAULT_LOAD)))
+                await killer
+            log = server.log()
+        engine = await open_engine(namespace=fresh_namespace)
+        async with make_sessionmaker(engine)() as session:
+            stored = set((await session.exec(select(Team.name))).all())
+        await engine.dispose()
+    finally:
+        await admin.dispose()
+
+    acknowledged = {
+        f"F{number}" for number, (answer, _) in enumerate(answers) if answer.status_code == 201
+    }
+    failures = [answer for answer, _ in answers if answer.status_code >= 400]
+    slowest = max(seconds for _, seconds in answers)
+    print(
+        f"{FAULT_LOAD} requests, {sum(ended)} connections ended: "
+        f"{len(acknowledged)} writes acknowledged, {len(failures)} failed "
+        f"({sorted({answer.status_code for answer in failures})}), slowest {slowest:.2f} s"
+    )
+    assert sum(ended) > 0  # the load met ended connections
+    assert acknowledged <= stored  # no acknowledged write lost
+    assert all(
+        (answer.status_code, answer.headers.get("retry-after")) == (503, "1") for answer in failures
+    )
+    assert slowest < 1 + CONNECT_TIMEOUT + 2  # statement limit + connect timeout + the pool wait
+    assert "Traceback" not in log, log

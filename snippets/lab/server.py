@@ -12,9 +12,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sqlalchemy import TextClause, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from snippets.backends import FACTS, SQLITE_ROWS_PER_SECOND, Backend, Bind, backend_of, facts
+from snippets.backends import (
+    FACTS,
+    SQLITE_ROWS_PER_SECOND,
+    Backend,
+    Bind,
+    backend_of,
+    facts,
+    mysql_error_code,
+)
 from snippets.engine import namespaced_url
 
 
@@ -50,6 +59,10 @@ async def running_statements(admin: AsyncEngine, fragment: str) -> int | None:
         return int(result.scalar_one())
 
 
+UNKNOWN_THREAD_ID = 1094
+"""MySQL/MariaDB's error for ``KILL`` of a connection that is no longer there."""
+
+
 async def kill_connections(admin: AsyncEngine, ids: Sequence[int]) -> int:
     """End these server connections from another engine, as a restart or a proxy would.
 
@@ -65,7 +78,12 @@ async def kill_connections(admin: AsyncEngine, ids: Sequence[int]) -> int:
     async with admin.connect() as conn:
         await conn.execution_options(isolation_level="AUTOCOMMIT")
         for connection_id in ids:
-            result = await conn.exec_driver_sql(sql.format(id=int(connection_id)))
+            try:
+                result = await conn.exec_driver_sql(sql.format(id=int(connection_id)))
+            except DBAPIError as error:
+                if mysql_error_code(error) != UNKNOWN_THREAD_ID:
+                    raise
+                continue  # it ended on its own since it was listed
             # pg_terminate_backend answers whether it ended one; KILL answers nothing.
             ended += 1 if not result.returns_rows or result.scalar() else 0
     return ended
@@ -74,6 +92,13 @@ async def kill_connections(admin: AsyncEngine, ids: Sequence[int]) -> int:
 async def namespace_connections(admin: AsyncEngine, namespace: str) -> int | None:
     """How many connections the server has open for ``namespace``, whoever opened them (another
     process's pool, say); ``None`` on SQLite, which has no server to ask."""
+    ids = await namespace_connection_ids(admin, namespace)
+    return None if ids is None else len(ids)
+
+
+async def namespace_connection_ids(admin: AsyncEngine, namespace: str) -> list[int] | None:
+    """The server's ids of the connections open for ``namespace``, for ``kill_connections``;
+    ``None`` on SQLite."""
     sql = facts(admin).namespace_connections_sql
     if sql is None:
         return None
@@ -83,4 +108,4 @@ async def namespace_connections(admin: AsyncEngine, namespace: str) -> int | Non
         else namespace
     )
     async with admin.connect() as conn:
-        return int((await conn.execute(text(sql), {"name": name})).scalar_one())
+        return [int(row[0]) for row in await conn.execute(text(sql), {"name": name})]
