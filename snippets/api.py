@@ -41,6 +41,10 @@ Nothing here knows a model: an application brings its own, and its own ``MetaDat
   encoded, made the 422 itself fail as a 500).
 * ``add_method_not_allowed_handler`` answers a method a path does not serve with 405 and an
   ``Allow`` header listing every method it serves (Starlette's lists one route's).
+* ``RequestDeadline`` is an ASGI middleware that answers a request whose response has not begun
+  within its deadline with 503 and ``Retry-After``: the client-side bound on a statement sent
+  to a server that has stopped answering, which no server-side time limit can stop
+  (notebook 15).
 * ``BodySizeLimit`` is an ASGI middleware that answers a request body larger than its limit
   with 413, before the body is read whole (a declared ``Content-Length`` at once; a chunked
   body as soon as it goes past the limit).
@@ -311,7 +315,7 @@ def add_database_error_handlers(app: FastAPI) -> None:
     * the database unreachable or the connection lost: 503, as soon as the driver gives up: a
       refused or reset connection at once, a new connection to a silent server after the
       connect timeout (a statement already sent to a server that went silent waits for it:
-      ``readiness`` is what notices that);
+      ``RequestDeadline`` bounds that request, ``readiness`` tells the load balancer);
     * any other database error: 500.
 
     A 503 carries ``Retry-After``. Each is logged as one line: the request's method and path,
@@ -428,6 +432,55 @@ class BodySizeLimit:
     @property
     def _detail(self) -> str:
         return f"The request body is larger than {self.max_bytes} bytes."
+
+
+class RequestDeadline:
+    """ASGI middleware: a request that has not begun its response within ``seconds`` is stopped
+    and answered 503 with ``Retry-After``, logged as one line.
+
+    ``app.add_middleware(RequestDeadline, seconds=4)``. It is the client-side half of a
+    statement time limit. ``make_engine(statement_timeout=...)`` has the *database* stop a slow
+    statement, and its connection stays usable; a server that has stopped answering (hung, or
+    behind a network that drops packets) stops nothing, and a statement sent to it waits for
+    its answer without end. At the deadline the request's task is cancelled: SQLAlchemy
+    invalidates the connection the cancelled statement was waiting on (it is closed, not
+    returned to the pool), the session dependency closes, and the client gets its 503. Closing
+    that connection can take the driver a moment: asyncpg waits up to 2 s for a silent
+    server before dropping it. Choose ``seconds`` above the slowest legitimate request: the
+    pool's ``pool_timeout`` plus the statement limit of each statement it runs.
+
+    Only the time until the response begins is limited: a streamed response, once begun,
+    runs on (bound it where it is produced), and so does code that runs after the response
+    has been sent (a ``yield`` dependency's exit in FastAPI's default scope, ``BackgroundTasks``).
+    """
+
+    def __init__(self, app: ASGIApp, seconds: float) -> None:
+        self.app = app
+        self.seconds = seconds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        deadline = asyncio.timeout(self.seconds)
+
+        async def sent(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                deadline.reschedule(None)  # begun: the rest runs at the client's pace
+            await send(message)
+
+        try:
+            async with deadline:
+                await self.app(scope, receive, sent)
+        except TimeoutError:
+            if not deadline.expired():
+                raise  # the app's own TimeoutError, not the deadline's
+            logger.error(
+                "%s %s: 503, no response within %g s", scope["method"], scope["path"], self.seconds
+            )
+            detail = "The request took too long to answer; try again shortly."
+            response = JSONResponse({"detail": detail}, status_code=503, headers=RETRY_AFTER)
+            await response(scope, receive, send)
 
 
 _abandoned_pings: set[asyncio.Task[None]] = set()

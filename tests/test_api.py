@@ -13,6 +13,7 @@ import pytest
 import sqlmodel
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI, Request
+from fastapi.responses import StreamingResponse
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -24,6 +25,8 @@ from snippets import open_engine
 from snippets.api import (
     ConnectionGate,
     ReadSessionDep,
+    RequestDeadline,
+    SessionDep,
     database_lifespan,
     error_code,
     get_read_session,
@@ -456,6 +459,60 @@ async def test_a_background_job_runs_in_its_own_session_and_its_failure_is_one_l
         ".<locals>.rename failed: IntegrityError"
     ]
     assert "Job Renamed" not in caplog.text  # no bound value in the log
+
+
+@pytest.mark.usefixtures("engine")  # it creates the tables
+async def test_a_request_past_its_deadline_is_503_and_gives_its_connection_back(
+    namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine = await open_engine(namespace=namespace, pool_size=1, max_overflow=0)
+    app = FastAPI(lifespan=database_lifespan(engine))
+    app.add_middleware(RequestDeadline, seconds=0.3)
+    never = asyncio.Event()  # what a server that stopped answering gives: nothing
+
+    @app.get("/stuck")
+    async def stuck(session: SessionDep) -> int:
+        await session.exec(select(func.count()).select_from(Hero))  # holds the only connection
+        await never.wait()
+        return 0
+
+    @app.get("/count")
+    async def count(session: SessionDep) -> int:
+        return (await session.exec(select(func.count()).select_from(Hero))).one()
+
+    @app.get("/own-timeout")
+    async def own_timeout() -> int:
+        raise TimeoutError  # the endpoint's own: not the deadline's to answer
+
+    @app.get("/stream")
+    async def stream() -> StreamingResponse:
+        async def lines() -> AsyncIterator[str]:
+            for number in range(3):
+                await asyncio.sleep(0.2)  # 0.6 s in all: past the deadline, but begun before it
+                yield f"{number}\n"
+
+        return StreamingResponse(lines())
+
+    try:
+        async with api_client(app) as client:
+            with caplog.at_level("ERROR", logger="snippets.api"):
+                late = await client.get("/stuck")
+            checked_out = engine.pool.checkedout()  # type: ignore[attr-defined]
+            after = await client.get("/count")
+            streamed = await client.get("/stream")
+            with pytest.raises(TimeoutError):
+                await client.get("/own-timeout")
+    finally:
+        await engine.dispose()
+
+    assert (late.status_code, late.headers["retry-after"]) == (503, "1")
+    assert late.json() == {"detail": "The request took too long to answer; try again shortly."}
+    assert [record.getMessage() for record in caplog.records] == [
+        "GET /stuck: 503, no response within 0.3 s"
+    ]
+    assert checked_out == 0  # the session closed, its connection back in the pool
+    assert (after.status_code, after.json()) == (200, 0)  # the pool's one connection serves on
+    assert (streamed.status_code, streamed.text) == (200, "0\n1\n2\n")
 
 
 @pytest.mark.skipif(

@@ -58,7 +58,9 @@ And errors at the boundary, answered by ``snippets.api.add_database_error_handle
 * ``POST /teams`` with a name taken, ``POST /heroes`` with a team that does not exist: 409;
 * ``GET /slow?seconds=S``: a statement of ``S`` seconds, stopped by the engine's statement
   time limit (``LIFECYCLE_STATEMENT_TIMEOUT`` seconds, if set): 503 with ``Retry-After``;
-* any request while the database cannot be reached: 503 with ``Retry-After``;
+* any request while the database cannot be reached: 503 with ``Retry-After``; one whose
+  server has stopped answering, at the request deadline (``LIFECYCLE_REQUEST_DEADLINE``
+  seconds, if set: ``snippets.api.RequestDeadline``);
 * ``GET /ready``: ``snippets.api.readiness``, 200 or 503 within its timeout;
 * ``GET /process``: the id of the worker process that answered (``uvicorn --workers N``).
 
@@ -85,6 +87,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from snippets.api import (
     ReadSessionDep,
+    RequestDeadline,
     SessionDep,
     add_database_error_handlers,
     database_lifespan,
@@ -107,6 +110,7 @@ from snippets.lab.server import slow_statement
 
 NAMESPACE_VARIABLE = "LIFECYCLE_NAMESPACE"
 STATEMENT_TIMEOUT_VARIABLE = "LIFECYCLE_STATEMENT_TIMEOUT"
+REQUEST_DEADLINE_VARIABLE = "LIFECYCLE_REQUEST_DEADLINE"
 WORK_AFTER_YIELD = 0.5
 """Seconds of other work the committing dependency does after the endpoint, before committing."""
 
@@ -199,6 +203,8 @@ def create_app(engine: AsyncEngine | None = None, *, namespace: str | None = Non
 
     app = FastAPI(lifespan=database_lifespan(engine or open_namespace, metadata=metadata))
     add_database_error_handlers(app)
+    if deadline := os.environ.get(REQUEST_DEADLINE_VARIABLE):
+        app.add_middleware(RequestDeadline, seconds=float(deadline))
     app.get("/ready")(readiness)
 
     @app.get("/health")
