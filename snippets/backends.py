@@ -133,6 +133,14 @@ class BackendFacts:
     """How many other connections run a statement LIKE ``:pattern``; no server, no answer."""
     kill_connection_sql: str | None = "KILL {id}"
     """End a server connection from another one, by its id; ``None`` where there is none."""
+    empty_table_sql: tuple[str, ...] = (
+        "DELETE FROM {table}",
+        "ALTER TABLE {table} AUTO_INCREMENT = 1",
+    )
+    """Delete a table's rows and restart its generated ids at 1 (``testing.empty_tables``):
+    MySQL/MariaDB's counter is reset by hand; PostgreSQL's ``TRUNCATE ... RESTART IDENTITY``
+    restarts its sequences (``CASCADE``: a table still referenced cannot be truncated alone);
+    SQLite gives an ``INTEGER PRIMARY KEY`` the largest rowid plus one, so 1 once it is empty."""
     snapshot_update: Literal["serialization failure", "applied to the latest row"] | None = (
         "applied to the latest row"
     )
@@ -217,6 +225,7 @@ FACTS: dict[Backend, BackendFacts] = {
         " {comment}",
         active_statements_sql=None,
         kill_connection_sql=None,
+        empty_table_sql=("DELETE FROM {table}",),
     ),
     "postgresql": BackendFacts(
         "PostgreSQL",
@@ -249,6 +258,7 @@ FACTS: dict[Backend, BackendFacts] = {
         active_statements_sql="SELECT count(*) FROM pg_stat_activity WHERE state = 'active'"
         " AND query LIKE :pattern AND pid <> pg_backend_pid()",
         kill_connection_sql="SELECT pg_terminate_backend({id})",
+        empty_table_sql=("TRUNCATE {table} RESTART IDENTITY CASCADE",),
     ),
     "mysql": BackendFacts(
         "MySQL/MariaDB",

@@ -11,6 +11,9 @@
   session dependency (``snippets.api.get_session`` unless told otherwise) overridden so that
   every request uses the test's session. It runs the app on the test's own event loop; for
   Starlette's ``TestClient``, which runs it on a loop of its own, see notebook 09.
+* ``empty_tables``: every row of the tables deleted and their ids restarted at 1, for tests
+  that commit for real and must each start from the same state (a property-based or stateful
+  test, whose examples have to be repeatable).
 """
 
 from __future__ import annotations
@@ -22,10 +25,12 @@ from typing import Any
 import httpx
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
+from sqlalchemy import MetaData, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from snippets.api import get_read_session, get_session
+from snippets.backends import facts
 
 
 @asynccontextmanager
@@ -80,3 +85,15 @@ async def api_client(
     finally:
         for replaced in overridden:
             app.dependency_overrides.pop(replaced, None)
+
+
+async def empty_tables(engine: AsyncEngine, metadata: MetaData) -> None:
+    """Delete every row of ``metadata``'s tables, the referencing ones first, and restart their
+    generated ids at 1 (``BackendFacts.empty_table_sql``). Committed: another connection, an
+    app's, sees the empty tables at once."""
+    statements = facts(engine).empty_table_sql
+    async with engine.begin() as connection:
+        quote = connection.dialect.identifier_preparer.format_table
+        for table in reversed(metadata.sorted_tables):
+            for statement in statements:
+                await connection.execute(text(statement.format(table=quote(table))))

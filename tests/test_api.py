@@ -37,11 +37,11 @@ from snippets.backends import FACTS, backend_of, is_connection_failure
 from snippets.config import database_url
 from snippets.demo.heroes_api import MAX_BODY, MAX_PAGE, create_app
 from snippets.demo.heroes_page import create_air_app
-from snippets.demo.models import Hero
+from snippets.demo.models import Hero, Team, metadata
 from snippets.lab.latency_proxy import LatencyProxy
 from snippets.lab.pool import arrival_order
 from snippets.session import make_sessionmaker
-from snippets.testing import api_client, rollback_session
+from snippets.testing import api_client, empty_tables, rollback_session
 
 
 @pytest.fixture
@@ -459,6 +459,29 @@ async def test_a_background_job_runs_in_its_own_session_and_its_failure_is_one_l
         ".<locals>.rename failed: IntegrityError"
     ]
     assert "Job Renamed" not in caplog.text  # no bound value in the log
+
+
+async def test_emptied_tables_start_their_ids_at_1_again(engine: AsyncEngine) -> None:
+    sessions = make_sessionmaker(engine)
+
+    async def add_a_team_and_its_hero(name: str) -> tuple[int | None, int | None]:
+        async with sessions() as session:
+            team = Team(name=name, headquarters="Nowhere")
+            session.add(team)
+            await session.flush()
+            hero = Hero(name=f"{name} Hero", secret_name="x", team_id=team.id)
+            session.add(hero)
+            await session.commit()
+            return team.id, hero.id
+
+    first = await add_a_team_and_its_hero("First")  # fresh tables
+    await add_a_team_and_its_hero("Second")
+    await empty_tables(engine, metadata)  # the hero refers to the team: emptied first
+    again = await add_a_team_and_its_hero("Again")
+    async with sessions() as session:
+        teams = (await session.exec(select(func.count()).select_from(Team))).one()
+    assert first == again == (1, 1)  # not (3, 3): the counters restarted
+    assert teams == 1
 
 
 @pytest.mark.usefixtures("engine")  # it creates the tables

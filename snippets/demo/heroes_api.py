@@ -140,8 +140,22 @@ async def delete_hero(hero_id: RowId, session: SessionDep) -> Response:
     return Response(status_code=204)
 
 
+A_HERO_OF_THE_NEW_TEAM = {
+    "HeroOfTheNewTeam": {
+        "operationId": "create_hero_heroes__post",
+        "requestBody": {"team_id": "$response.body#/id"},
+        "description": "A hero of the team just created: its `team_id` is the team's `id`.",
+    }
+}
+"""An OpenAPI link: a client (Swagger UI, Schemathesis's stateful tests) learns from the schema
+that a new team's ``id`` is what ``POST /heroes/`` takes as ``team_id``."""
+
+
 @router.post(
-    "/teams/", response_model=TeamPublic, status_code=201, responses=_documented(400, 409, 413)
+    "/teams/",
+    response_model=TeamPublic,
+    status_code=201,
+    responses={201: {"links": A_HERO_OF_THE_NEW_TEAM}, **_documented(400, 409, 413)},
 )
 async def create_team(data: TeamCreate, session: SessionDep) -> Team:
     team = Team.model_validate(data)
