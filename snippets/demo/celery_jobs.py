@@ -1,0 +1,109 @@
+"""Celery tasks that write with async SQLModel, three ways (notebook 16).
+
+* ``add_team_naive``: what most first attempts look like: an engine made at import, and
+  ``asyncio.run()`` in each task. The second task fails on asyncpg and aiomysql: the pooled
+  connection belongs to the first task's loop, closed since.
+* ``add_team_null_pool``: the same with ``NullPool``: no connection outlives its task, so each
+  task opens one and closes it.
+* ``add_team``: the guide's way, ``snippets.jobs.ProcessLoop``: one loop and one engine per
+  worker process, closed by the worker's shutdown signals.
+
+Each returns the new team's id, the worker process's id, and how many connections its engine
+has opened in that process so far. Started by ``celery -A snippets.demo.celery_jobs worker``;
+configured by ``CELERY_BROKER_URL`` and ``CELERY_RESULT_BACKEND`` (Redis on loopback by
+default), the queue ``JOBS_QUEUE`` and the database namespace ``JOBS_NAMESPACE``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+from celery import Celery
+from celery.signals import worker_process_shutdown, worker_shutdown
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.pool import NullPool
+
+from snippets.demo.models import Team
+from snippets.engine import make_engine
+from snippets.jobs import ProcessLoop
+from snippets.session import make_sessionmaker
+
+BROKER_URL = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
+RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", "redis://127.0.0.1:6379/1")
+QUEUE = os.environ.get("JOBS_QUEUE", "guide_jobs")
+NAMESPACE = os.environ.get("JOBS_NAMESPACE", "jobs")
+
+app = Celery("guide_jobs", broker=BROKER_URL, backend=RESULT_BACKEND)
+app.conf.update(
+    task_default_queue=QUEUE,
+    broker_connection_retry_on_startup=True,
+    worker_hijack_root_logger=False,
+    result_expires=600,  # seconds Redis keeps an answer: long enough for a caller to read it
+)
+
+connections_opened: dict[str, int] = {"naive": 0, "null_pool": 0, "process_loop": 0}
+"""Connections each engine has opened in this process (its pool's ``connect`` event)."""
+
+
+def counted(engine: AsyncEngine, name: str) -> AsyncEngine:
+    def opened(*_: Any) -> None:
+        connections_opened[name] += 1
+
+    event.listen(engine.sync_engine, "connect", opened)
+    return engine
+
+
+async def insert_team(engine: AsyncEngine, name: str) -> int:
+    async with make_sessionmaker(engine)() as session:
+        team = Team(name=name, headquarters="A job queue")
+        session.add(team)
+        await session.commit()
+        assert team.id is not None
+        return team.id
+
+
+naive_engine = counted(make_engine(namespace=NAMESPACE), "naive")  # at import: the mistake
+
+
+@app.task
+def add_team_naive(name: str) -> dict[str, int]:
+    team_id = asyncio.run(insert_team(naive_engine, name))  # a new loop per task
+    return {"id": team_id, "pid": os.getpid(), "connections_opened": connections_opened["naive"]}
+
+
+null_pool_engine = counted(make_engine(namespace=NAMESPACE, poolclass=NullPool), "null_pool")
+
+
+@app.task
+def add_team_null_pool(name: str) -> dict[str, int]:
+    team_id = asyncio.run(insert_team(null_pool_engine, name))
+    return {
+        "id": team_id,
+        "pid": os.getpid(),
+        "connections_opened": connections_opened["null_pool"],
+    }
+
+
+async def open_counted_engine() -> AsyncEngine:
+    # make_engine, not open_engine: open_engine's start-up check would connect before the
+    # counter is listening. A worker of your own opens its engine with open_engine.
+    return counted(make_engine(namespace=NAMESPACE), "process_loop")
+
+
+jobs = ProcessLoop(open_counted_engine)
+
+
+@worker_process_shutdown.connect  # each child of the prefork pool, as it exits
+@worker_shutdown.connect  # the worker itself: the solo pool runs tasks in it
+def close_jobs(**_: Any) -> None:
+    jobs.close()
+
+
+@app.task
+def add_team(name: str) -> dict[str, int]:
+    team_id = jobs.run(lambda engine: insert_team(engine, name))
+    opened = connections_opened["process_loop"]
+    return {"id": team_id, "pid": os.getpid(), "connections_opened": opened}

@@ -1,0 +1,207 @@
+"""Celery workers that write with async SQLModel: a real worker process on a real broker.
+
+The worker (``snippets.demo.celery_jobs``) runs in a process of its own, on a queue of this
+test's own (tests run in parallel against the same Redis), writing to this test worker's
+namespace. Without a broker the tests are skipped, saying how to start one; where
+``CELERY_BROKER_URL`` is set (CI), a broker that does not answer is a failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from celery.result import AsyncResult
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import func, select
+
+from snippets import make_engine, open_engine
+from snippets.backends import facts
+from snippets.config import PROJECT_ROOT
+from snippets.demo import celery_jobs
+from snippets.demo.models import Team
+from snippets.jobs import ProcessLoop
+from snippets.lab.server import namespace_connections
+from snippets.session import make_sessionmaker
+
+CONFIGURED = os.environ.get("CELERY_BROKER_URL")
+
+
+def test_a_process_loop_runs_every_job_on_one_loop_and_one_connection() -> None:
+    opened: list[int] = []
+
+    async def open_counted_engine() -> AsyncEngine:
+        engine = make_engine()
+        event.listen(engine.sync_engine, "connect", lambda *_: opened.append(1))
+        return engine
+
+    async def job(engine: AsyncEngine) -> asyncio.AbstractEventLoop:
+        async with engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+        return asyncio.get_running_loop()
+
+    jobs = ProcessLoop(open_counted_engine)
+    loops = [jobs.run(job) for _ in range(3)]  # what three tasks of one worker process do
+    jobs.close()
+    again = jobs.run(job)  # after close, the next job opens a new loop and engine
+    jobs.close()
+
+    assert len(set(loops)) == 1  # one loop for every job
+    assert loops[0].is_closed()
+    assert again is not loops[0]
+    assert len(opened) == 2  # one connection until close, then one more
+
+
+def broker_answers() -> bool:
+    url = make_url(celery_jobs.BROKER_URL)
+    try:
+        socket.create_connection((url.host or "127.0.0.1", url.port or 6379), timeout=2).close()
+    except OSError:
+        return False
+    return True
+
+
+needs_a_broker = pytest.mark.skipif(
+    not CONFIGURED and not broker_answers(),
+    reason="no Redis answers on 127.0.0.1:6379: start one (apt-get install -y redis-server), or"
+    " set CELERY_BROKER_URL",
+)
+
+
+@dataclass
+class Worker:
+    queue: str
+    process: subprocess.Popen[bytes]
+    output: Any
+
+    def send(self, task: Any, *args: Any) -> AsyncResult:
+        return task.apply_async(args, queue=self.queue)  # type: ignore[no-any-return]
+
+    def log(self) -> str:
+        self.output.seek(0)
+        return self.output.read().decode()
+
+
+@contextmanager
+def celery_worker(namespace: str, *, pool: str = "solo", concurrency: int = 1) -> Iterator[Worker]:
+    """A Celery worker process on a queue of its own, stopped by its pid (SIGTERM: a warm
+    shutdown, which runs the worker's shutdown signals)."""
+    if CONFIGURED and not broker_answers():
+        pytest.fail(f"CELERY_BROKER_URL is set and no broker answers at {CONFIGURED}")
+    queue = f"test_jobs_{uuid.uuid4().hex[:12]}"
+    environment = {**os.environ, "JOBS_NAMESPACE": namespace, "JOBS_QUEUE": queue}
+    with tempfile.TemporaryFile() as output:
+        process = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "celery", "-A", "snippets.demo.celery_jobs", "worker"),
+                *("--pool", pool, "--concurrency", str(concurrency), "--queues", queue),
+                *("--without-heartbeat", "--without-gossip", "--without-mingle"),
+                *("--loglevel", "warning"),
+            ],
+            cwd=PROJECT_ROOT,
+            env=environment,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            yield Worker(queue, process, output)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def outcome(result: AsyncResult) -> dict[str, int] | str:
+    """The task's answer, or the error it ended with, as ``Class: message``."""
+    try:
+        return result.get(timeout=30)  # type: ignore[no-any-return]
+    except Exception as error:  # the worker's error, rebuilt here by Celery
+        return f"{type(error).__name__}: {error}"
+
+
+async def teams(engine: AsyncEngine) -> int:
+    async with make_sessionmaker(engine)() as session:
+        return (await session.exec(select(func.count()).select_from(Team))).one()
+
+
+@needs_a_broker
+async def test_asyncio_run_per_task_fails_the_second_task_where_connections_belong_to_a_loop(
+    engine: AsyncEngine, namespace: str
+) -> None:
+    with celery_worker(namespace) as worker:
+        outcomes = [
+            outcome(worker.send(celery_jobs.add_team_naive, f"Naive {n}")) for n in range(3)
+        ]
+
+    assert isinstance(outcomes[0], dict)  # the first task's loop opened the connection
+    if facts(engine).loop_bound_connections:  # asyncpg, aiomysql
+        assert isinstance(outcomes[1], str)
+        assert "attached to a different loop" in outcomes[1], outcomes
+    else:  # aiosqlite's connections happen to work on any loop
+        assert all(isinstance(answer, dict) for answer in outcomes), outcomes
+
+
+@needs_a_broker
+async def test_a_loop_per_process_keeps_one_connection_and_null_pool_opens_one_per_task(
+    engine: AsyncEngine, namespace: str
+) -> None:
+    tasks = 20
+    with celery_worker(namespace) as worker:
+        pooled = [outcome(worker.send(celery_jobs.add_team, f"Pooled {n}")) for n in range(tasks)]
+        unpooled = [
+            outcome(worker.send(celery_jobs.add_team_null_pool, f"Unpooled {n}"))
+            for n in range(tasks)
+        ]
+        log = worker.log()
+
+    assert all(isinstance(answer, dict) for answer in pooled + unpooled), log
+    assert [answer["connections_opened"] for answer in pooled] == [1] * tasks  # type: ignore[index]
+    assert [answer["connections_opened"] for answer in unpooled] == list(range(1, tasks + 1))  # type: ignore[index]
+    assert await teams(engine) == 2 * tasks
+    assert "Traceback" not in log, log
+
+
+@needs_a_broker
+async def test_each_forked_worker_process_has_its_own_loop_and_closes_its_engine_at_shutdown(
+    engine: AsyncEngine, namespace: str
+) -> None:
+    admin = await open_engine()  # in no namespace: its own connection is not counted
+    await engine.dispose()  # the test's own connection to the namespace: not counted either
+    try:
+        with celery_worker(namespace, pool="prefork", concurrency=2) as worker:
+            answers = [outcome(worker.send(celery_jobs.add_team, f"Forked {n}")) for n in range(12)]
+            during = await namespace_connections(admin, namespace)
+            log = worker.log()
+        after = await namespace_connections(admin, namespace)
+    finally:
+        await admin.dispose()
+
+    assert all(isinstance(answer, dict) for answer in answers), log
+    opened: dict[int, int] = {}
+    for answer in answers:
+        assert isinstance(answer, dict)
+        opened[answer["pid"]] = max(opened.get(answer["pid"], 0), answer["connections_opened"])
+    assert 1 <= len(opened) <= 2
+    assert set(opened.values()) == {1}
+    assert await teams(engine) == 12
+    if facts(engine).has_server:
+        assert during is not None
+        assert 1 <= during <= 2
+        assert after == 0  # worker_process_shutdown disposed each child's engine
+    assert "Traceback" not in log, log
