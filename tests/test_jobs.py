@@ -10,31 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any
 
 import pytest
-from celery.result import AsyncResult
 from sqlalchemy import event, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import func, select
 
 from snippets import make_engine, open_engine
 from snippets.backends import facts
-from snippets.config import PROJECT_ROOT
 from snippets.demo import celery_jobs
 from snippets.demo.models import Team
 from snippets.jobs import ProcessLoop
 from snippets.lab.server import namespace_connections
+from snippets.lab.worker import CeleryWorker, broker_answers
 from snippets.session import make_sessionmaker
 
 CONFIGURED = os.environ.get("CELERY_BROKER_URL")
@@ -65,74 +53,25 @@ def test_a_process_loop_runs_every_job_on_one_loop_and_one_connection() -> None:
     assert len(opened) == 2  # one connection until close, then one more
 
 
-def broker_answers() -> bool:
-    url = make_url(celery_jobs.BROKER_URL)
-    try:
-        socket.create_connection((url.host or "127.0.0.1", url.port or 6379), timeout=2).close()
-    except OSError:
-        return False
-    return True
-
-
 needs_a_broker = pytest.mark.skipif(
-    not CONFIGURED and not broker_answers(),
+    not CONFIGURED and not broker_answers(celery_jobs.BROKER_URL),
     reason="no Redis answers on 127.0.0.1:6379: start one (apt-get install -y redis-server), or"
     " set CELERY_BROKER_URL",
 )
 
 
-@dataclass
-class Worker:
-    queue: str
-    process: subprocess.Popen[bytes]
-    output: Any
-
-    def send(self, task: Any, *args: Any) -> AsyncResult:
-        return task.apply_async(args, queue=self.queue)  # type: ignore[no-any-return]
-
-    def log(self) -> str:
-        self.output.seek(0)
-        return self.output.read().decode()
-
-
-@contextmanager
-def celery_worker(namespace: str, *, pool: str = "solo", concurrency: int = 1) -> Iterator[Worker]:
-    """A Celery worker process on a queue of its own, stopped by its pid (SIGTERM: a warm
-    shutdown, which runs the worker's shutdown signals)."""
-    if CONFIGURED and not broker_answers():
+def celery_worker(namespace: str, *, pool: str = "solo", concurrency: int = 1) -> CeleryWorker:
+    if CONFIGURED and not broker_answers(CONFIGURED):
         pytest.fail(f"CELERY_BROKER_URL is set and no broker answers at {CONFIGURED}")
-    queue = f"test_jobs_{uuid.uuid4().hex[:12]}"
-    environment = {**os.environ, "JOBS_NAMESPACE": namespace, "JOBS_QUEUE": queue}
-    with tempfile.TemporaryFile() as output:
-        process = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "celery", "-A", "snippets.demo.celery_jobs", "worker"),
-                *("--pool", pool, "--concurrency", str(concurrency), "--queues", queue),
-                *("--without-heartbeat", "--without-gossip", "--without-mingle"),
-                *("--loglevel", "warning"),
-            ],
-            cwd=PROJECT_ROOT,
-            env=environment,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            yield Worker(queue, process, output)
-        finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    return CeleryWorker(
+        "snippets.demo.celery_jobs",
+        {"JOBS_NAMESPACE": namespace},
+        pool=pool,
+        concurrency=concurrency,
+    )
 
 
-def outcome(result: AsyncResult) -> dict[str, int] | str:
-    """The task's answer, or the error it ended with, as ``Class: message``."""
-    try:
-        return result.get(timeout=30)  # type: ignore[no-any-return]
-    except Exception as error:  # the worker's error, rebuilt here by Celery
-        return f"{type(error).__name__}: {error}"
+outcome = CeleryWorker.outcome
 
 
 async def teams(engine: AsyncEngine) -> int:

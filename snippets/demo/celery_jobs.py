@@ -8,6 +8,9 @@
 * ``add_team``: the guide's way, ``snippets.jobs.ProcessLoop``: one loop and one engine per
   worker process, closed by the worker's shutdown signals.
 
+``rename_team`` renames a team the caller has (or believes it has) written: it answers
+``"no such team"`` when the worker cannot see the team.
+
 Each returns the new team's id, the worker process's id, and how many connections its engine
 has opened in that process so far. Started by ``celery -A snippets.demo.celery_jobs worker``;
 configured by ``CELERY_BROKER_URL`` and ``CELERY_RESULT_BACKEND`` (Redis on loopback by
@@ -107,3 +110,18 @@ def add_team(name: str) -> dict[str, int]:
     team_id = jobs.run(lambda engine: insert_team(engine, name))
     opened = connections_opened["process_loop"]
     return {"id": team_id, "pid": os.getpid(), "connections_opened": opened}
+
+
+async def renamed(engine: AsyncEngine, team_id: int, name: str) -> str:
+    async with make_sessionmaker(engine)() as session:
+        team = await session.get(Team, team_id)
+        if team is None:
+            return "no such team"
+        team.name = name
+        await session.commit()
+        return "renamed"
+
+
+@app.task
+def rename_team(team_id: int, name: str) -> str:
+    return jobs.run(lambda engine: renamed(engine, team_id, name))

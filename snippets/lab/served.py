@@ -37,7 +37,42 @@ def pinned(core: int, command: list[str]) -> list[str]:
     return command
 
 
-class ServedApp:
+class LoggedProcess:
+    """A process of ours whose output goes to a file (``log()``), ended by its pid with SIGTERM,
+    then SIGKILL if it has not exited within ``grace`` seconds."""
+
+    def __init__(self, command: list[str], environment: Mapping[str, str] | None) -> None:
+        # Open until the process is stopped (then read into ``_printed``): the process writes to it.
+        self._log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115
+        self._printed: str | None = None
+        self.process = subprocess.Popen(
+            command,
+            env={**os.environ, **(environment or {})},
+            cwd=PROJECT_ROOT,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def log(self) -> str:
+        """Everything the process has printed so far."""
+        if self._printed is not None:
+            return self._printed
+        self._log.flush()
+        self._log.seek(0)
+        return self._log.read()
+
+    def stop(self, grace: float) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self._printed = self.log()
+        self._log.close()
+
+
+class ServedApp(LoggedProcess):
     """The app ``factory`` makes, under uvicorn (uvloop, httptools) on a free loopback port.
 
     ``environment`` is added to this process's (``DATABASE_URL``, a namespace variable, ...);
@@ -59,9 +94,6 @@ class ServedApp:
     ) -> None:
         self.port = free_port()
         self.ready_path = ready_path
-        # Open until the block ends (then read into ``_printed``): the server writes to it.
-        self._log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115
-        self._printed: str | None = None
         command = [
             *(sys.executable, "-m", "uvicorn", "--factory", factory),
             *("--host", "127.0.0.1", "--port", str(self.port)),
@@ -69,22 +101,8 @@ class ServedApp:
             *("--no-access-log", "--log-level", "warning"),
             *(("--workers", str(workers)) if workers > 1 else ()),
         ]
-        self.process = subprocess.Popen(
-            pinned(core, command) if core is not None else command,
-            env={**os.environ, **(environment or {})},
-            cwd=PROJECT_ROOT,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
+        super().__init__(pinned(core, command) if core is not None else command, environment)
         self.base = f"http://127.0.0.1:{self.port}"
-
-    def log(self) -> str:
-        """Everything the server has printed so far."""
-        if self._printed is not None:
-            return self._printed
-        self._log.flush()
-        self._log.seek(0)
-        return self._log.read()
 
     def wait_for_log(self, fragment: str, timeout: float = 10) -> str:
         """The first line of the log that contains ``fragment``, waiting up to ``timeout``
@@ -114,11 +132,4 @@ class ServedApp:
         raise TimeoutError(f"{self.base} did not answer within 30 s")
 
     def __exit__(self, *_: object) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self._printed = self.log()
-        self._log.close()
+        self.stop(grace=10)
