@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from pathlib import Path
 
 import pytest
 from sqlalchemy import event, text
@@ -19,9 +20,10 @@ from sqlmodel import func, select
 from snippets import make_engine, open_engine
 from snippets.backends import facts
 from snippets.demo import celery_jobs
-from snippets.demo.models import Team
+from snippets.demo.models import Account, Team
 from snippets.jobs import ProcessLoop
 from snippets.lab.server import namespace_connections
+from snippets.lab.timing import eventually
 from snippets.lab.worker import CeleryWorker, broker_answers
 from snippets.session import make_sessionmaker
 
@@ -144,3 +146,46 @@ async def test_each_forked_worker_process_has_its_own_loop_and_closes_its_engine
         assert 1 <= during <= 2
         assert after == 0  # worker_process_shutdown disposed each child's engine
     assert "Traceback" not in log, log
+
+
+async def balance(engine: AsyncEngine, account_id: int) -> int:
+    async with make_sessionmaker(engine)() as session:
+        account = await session.get(Account, account_id)
+        assert account is not None
+        return account.balance
+
+
+@needs_a_broker
+@pytest.mark.parametrize(
+    ("task", "expected_answer", "times_applied"),
+    [("deposit", "deposited", 2), ("deposit_once", "already deposited", 1)],
+)
+async def test_a_job_redelivered_after_its_worker_died_writes_twice_unless_keyed(
+    engine: AsyncEngine,
+    namespace: str,
+    tmp_path: Path,
+    task: str,
+    expected_answer: str,
+    times_applied: int,
+) -> None:
+    async with make_sessionmaker(engine)() as session:
+        bank = Account(owner=celery_jobs.BANK, balance=10_000)
+        customer = Account(owner="Customer", balance=0)
+        session.add_all([bank, customer])
+        await session.commit()
+    assert customer.id is not None
+    release = tmp_path / "release"
+    key = ("deposit-1",) if task == "deposit_once" else ()  # the idempotency key, if any
+    arguments = (*key, customer.id, 100, str(release))
+    with celery_worker(namespace, pool="prefork", concurrency=1) as worker:
+        result = worker.send(getattr(celery_jobs, task), *arguments)
+        # The deposit is committed; the job is doing the rest of its work, not yet acknowledged.
+        await eventually(lambda: balance(engine, customer.id), lambda cents: cents == 100)
+        worker.kill_pool_process()
+        release.touch()  # the job's next run goes straight through
+        answer = outcome(result)
+        log = worker.log()
+
+    assert answer == expected_answer, log
+    assert await balance(engine, customer.id) == 100 * times_applied
+    assert "exited with 'signal 9 (SIGKILL)'" in log, log  # the worker saw its child die

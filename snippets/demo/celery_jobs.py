@@ -21,15 +21,19 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from typing import Any
 
 from celery import Celery
 from celery.signals import worker_process_shutdown, worker_shutdown
-from sqlalchemy import event
+from sqlalchemy import event, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import NullPool
+from sqlmodel import col, select
 
-from snippets.demo.models import Team
+from snippets.demo.models import Account, Team
+from snippets.demo.transfer import transfer
 from snippets.engine import make_engine
 from snippets.jobs import ProcessLoop
 from snippets.session import make_sessionmaker
@@ -125,3 +129,58 @@ async def renamed(engine: AsyncEngine, team_id: int, name: str) -> str:
 @app.task
 def rename_team(team_id: int, name: str) -> str:
     return jobs.run(lambda engine: renamed(engine, team_id, name))
+
+
+# At-least-once delivery: a job whose worker dies before it is acknowledged runs again. With
+# acks_late the message is acknowledged when the job ends, not when it starts; with
+# reject_on_worker_lost a job whose worker process died is put back on the queue.
+
+
+def rest_of_the_job(release: str, at_most: float = 30) -> None:
+    """What a job does after its write (an e-mail, a report): here, wait for ``release`` to
+    exist, so that a test can end the worker at this point."""
+    deadline = time.monotonic() + at_most
+    while not os.path.exists(release) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+async def add_to_balance(engine: AsyncEngine, account_id: int, cents: int) -> None:
+    async with make_sessionmaker(engine)() as session:
+        increase = col(Account.balance) + cents
+        await session.exec(
+            update(Account).where(col(Account.id) == account_id).values(balance=increase)
+        )
+        await session.commit()
+
+
+@app.task(acks_late=True, reject_on_worker_lost=True)
+def deposit(account_id: int, cents: int, release: str) -> str:
+    jobs.run(lambda engine: add_to_balance(engine, account_id, cents))
+    rest_of_the_job(release)
+    return "deposited"
+
+
+async def transferred_once(engine: AsyncEngine, reference: str, to_id: int, cents: int) -> bool:
+    """``transfer`` from the bank's account, keyed by ``reference``: False when a transfer with
+    that reference was committed before (its unique constraint refuses the second)."""
+    async with make_sessionmaker(engine)() as session:
+        bank = (await session.exec(select(Account).where(Account.owner == BANK))).one()
+        assert bank.id is not None
+        try:
+            await transfer(session, reference=reference, from_id=bank.id, to_id=to_id, amount=cents)
+            await session.commit()
+        except IntegrityError:
+            await session.rollback()
+            return False
+    return True
+
+
+BANK = "bank"
+"""The owner of the account deposits come from."""
+
+
+@app.task(acks_late=True, reject_on_worker_lost=True)
+def deposit_once(reference: str, account_id: int, cents: int, release: str) -> str:
+    applied = jobs.run(lambda engine: transferred_once(engine, reference, account_id, cents))
+    rest_of_the_job(release)
+    return "deposited" if applied else "already deposited"

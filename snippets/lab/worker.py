@@ -10,10 +10,13 @@ goes to a file, read with ``log()``.
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import sys
 import uuid
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from celery import Task
@@ -65,6 +68,14 @@ class CeleryWorker(LoggedProcess):
             return result.get(timeout=timeout)
         except Exception as error:  # the worker's error, rebuilt here by Celery
             return f"{type(error).__name__}: {error}"
+
+    def kill_pool_process(self) -> int:
+        """SIGKILL the pool's one process (a ``prefork`` worker of concurrency 1), as the
+        kernel's out-of-memory killer or a crash would end it; return its pid."""
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        (child,) = (int(pid) for pid in children.read_text().split())
+        os.kill(child, signal.SIGKILL)
+        return child
 
     def __enter__(self) -> CeleryWorker:
         return self
