@@ -180,7 +180,10 @@ async def test_a_job_redelivered_after_its_worker_died_writes_twice_unless_keyed
     with celery_worker(namespace, pool="prefork", concurrency=1) as worker:
         result = worker.send(getattr(celery_jobs, task), *arguments)
         # The deposit is committed; the job is doing the rest of its work, not yet acknowledged.
-        await eventually(lambda: balance(engine, customer.id), lambda cents: cents == 100)
+        # within=60: a worker starting on a busy machine takes its time
+        await eventually(
+            lambda: balance(engine, customer.id), lambda cents: cents == 100, within=60
+        )
         worker.kill_pool_process()
         release.touch()  # the job's next run goes straight through
         answer = outcome(result)

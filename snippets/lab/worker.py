@@ -62,8 +62,9 @@ class CeleryWorker(LoggedProcess):
         return task.apply_async(args, queue=self.queue)
 
     @staticmethod
-    def outcome(result: AsyncResult[Any], timeout: float = 30) -> Any:
-        """The task's answer, or the error it ended with, as ``"Class: message"``."""
+    def outcome(result: AsyncResult[Any], timeout: float = 60) -> Any:
+        """The task's answer, or the error it ended with, as ``"Class: message"``; ``timeout``
+        includes the worker's start, slow on a busy machine."""
         try:
             return result.get(timeout=timeout)
         except Exception as error:  # the worker's error, rebuilt here by Celery
