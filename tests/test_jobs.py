@@ -19,6 +19,7 @@ from sqlmodel import func, select
 
 from snippets import make_engine, open_engine
 from snippets.backends import facts
+from snippets.config import redact
 from snippets.demo import celery_jobs
 from snippets.demo.models import Account, Team
 from snippets.jobs import ProcessLoop
@@ -64,7 +65,7 @@ needs_a_broker = pytest.mark.skipif(
 
 def celery_worker(namespace: str, *, pool: str = "solo", concurrency: int = 1) -> CeleryWorker:
     if CONFIGURED and not broker_answers(CONFIGURED):
-        pytest.fail(f"CELERY_BROKER_URL is set and no broker answers at {CONFIGURED}")
+        pytest.fail(f"CELERY_BROKER_URL is set and no broker answers at {redact(CONFIGURED)}")
     return CeleryWorker(
         "snippets.demo.celery_jobs",
         {"JOBS_NAMESPACE": namespace},

@@ -9,7 +9,9 @@
   worker process, closed by the worker's shutdown signals.
 
 ``rename_team`` renames a team the caller has (or believes it has) written: it answers
-``"no such team"`` when the worker cannot see the team.
+``"no such team"`` when the worker cannot see the team. ``deposit`` and ``deposit_once`` are
+redelivered when their worker process dies (``acks_late``, ``reject_on_worker_lost``): the first
+writes again, the second is keyed by a transfer's unique reference.
 
 Each returns the new team's id, the worker process's id, and how many connections its engine
 has opened in that process so far. Started by ``celery -A snippets.demo.celery_jobs worker``;
