@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 CODE := snippets tests browser_tests tools examples migrations notebooks site
 
-.PHONY: install run test test-lab site test-site bench bench-web migrate lint typecheck lab pgbouncer strip clean
+.PHONY: install run test test-lab site test-site bench bench-web migrate lint typecheck lab worker taskiq-worker pgbouncer strip clean
 
 ## install: create .venv if missing and install the project with its notebook and test tools
 install: $(INSTALLED)
@@ -67,6 +67,16 @@ typecheck: install
 ## lab: open JupyterLab on the notebooks with the project's environment as kernel
 lab: install
 	$(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
+
+## worker: a Celery worker of chapter 16's demo jobs, on the embedded default (or DATABASE_URL),
+## with the Redis on 127.0.0.1:6379 as broker (or CELERY_BROKER_URL); Ctrl-C stops it
+worker: install
+	$(BIN)/python tools/start_worker.py celery
+
+## taskiq-worker: a taskiq worker of chapter 17's demo jobs, relaying the outbox, on the embedded
+## default (or DATABASE_URL), with the Redis on 127.0.0.1:6379 (or TASKIQ_BROKER_URL)
+taskiq-worker: install
+	$(BIN)/python tools/start_worker.py taskiq
 
 ## pgbouncer: start a PgBouncer on 127.0.0.1:6432 (transaction pooling) in front of the local
 ## PostgreSQL, for notebook 07; needs Debian's pgbouncer package

@@ -19,13 +19,12 @@ from sqlmodel import func, select
 
 from snippets import make_engine, open_engine
 from snippets.backends import facts
-from snippets.config import redact
 from snippets.demo import celery_jobs
 from snippets.demo.models import Account, Team
 from snippets.jobs import ProcessLoop
 from snippets.lab.server import namespace_connections
 from snippets.lab.timing import eventually
-from snippets.lab.worker import CeleryWorker, broker_answers
+from snippets.lab.worker import CeleryWorker, broker_answers, broker_available
 from snippets.session import make_sessionmaker
 
 CONFIGURED = os.environ.get("CELERY_BROKER_URL")
@@ -64,8 +63,7 @@ needs_a_broker = pytest.mark.skipif(
 
 
 def celery_worker(namespace: str, *, pool: str = "solo", concurrency: int = 1) -> CeleryWorker:
-    if CONFIGURED and not broker_answers(CONFIGURED):
-        pytest.fail(f"CELERY_BROKER_URL is set and no broker answers at {redact(CONFIGURED)}")
+    broker_available(celery_jobs.BROKER_URL, CONFIGURED)  # set and not answering: an error
     return CeleryWorker(
         "snippets.demo.celery_jobs",
         {"JOBS_NAMESPACE": namespace},

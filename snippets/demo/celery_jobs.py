@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import NullPool
 from sqlmodel import col, select
 
+from snippets.demo import team_jobs
 from snippets.demo.models import Account, Team
 from snippets.demo.transfer import transfer
 from snippets.engine import make_engine
@@ -120,12 +121,7 @@ def add_team(name: str) -> dict[str, int]:
 
 async def renamed(engine: AsyncEngine, team_id: int, name: str) -> str:
     async with make_sessionmaker(engine)() as session:
-        team = await session.get(Team, team_id)
-        if team is None:
-            return "no such team"
-        team.name = name
-        await session.commit()
-        return "renamed"
+        return await team_jobs.rename_team(session, team_id, name)
 
 
 @app.task
