@@ -19,6 +19,7 @@ lifecycle, the same as a web app's lifespan (chapter 08):
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
 
@@ -49,9 +50,15 @@ def open_database_with_worker(broker: AsyncBroker, open_engine: EngineFactory) -
 
 
 async def job_session(context: Annotated[Context, TaskiqDepends()]) -> AsyncIterator[AsyncSession]:
-    """A session for one job, from the worker's sessionmaker; closed when the job ends."""
+    """A session for one job, from the worker's sessionmaker; closed when the job ends.
+
+    When the job fails, taskiq throws its error in here: the session closes (its transaction
+    rolled back) and the error is not raised again, because taskiq has already made it the
+    job's result and logged it; raised again, it would be logged a second time, as a warning.
+    """
     async with context.state.sessions() as session:
-        yield session
+        with contextlib.suppress(Exception):
+            yield session
 
 
 def job_engine(context: Annotated[Context, TaskiqDepends()]) -> AsyncEngine:

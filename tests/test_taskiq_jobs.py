@@ -95,7 +95,7 @@ async def test_jobs_beyond_the_pool_time_out_unless_the_worker_runs_no_more_than
     assert max(answer["most_checked_out"] for answer in done) <= 2
     if max_async_tasks > 2:
         assert failed  # jobs waited for a connection longer than pool_timeout
-        assert "sqlalchemy.exc.TimeoutError" in worker.log()  # each logged by the worker
+        assert worker.log().count("Traceback") == len(failed)  # each logged once, by taskiq
     else:
         assert len(done) == jobs  # the jobs waited in the queue instead: none failed
         assert worker.log() == ""
