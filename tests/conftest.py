@@ -9,10 +9,12 @@ they are never skipped because of it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
+from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from snippets import (
@@ -25,7 +27,7 @@ from snippets import (
     open_engine,
 )
 from snippets.config import shown_url
-from snippets.demo.models import metadata
+from snippets.demo.models import Team, metadata
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -61,3 +63,25 @@ async def engine(namespace: str) -> AsyncIterator[AsyncEngine]:
 async def session(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
     async with make_sessionmaker(engine)() as session:
         yield session
+
+
+@pytest.fixture
+async def admin_engine(engine: AsyncEngine) -> AsyncIterator[AsyncEngine]:
+    """An engine in no namespace, to count a namespace's connections from outside (its own is
+    not counted). The test's ``engine`` is disposed first: its connection is not counted either."""
+    await engine.dispose()
+    admin = await open_engine()
+    yield admin
+    await admin.dispose()
+
+
+@pytest.fixture
+def count_teams(engine: AsyncEngine) -> Callable[[], Awaitable[int]]:
+    """Counts the demo ``Team`` rows in the test's namespace (what the jobs wrote), each time
+    in a new session; works after ``engine`` was disposed (it opens a new pool)."""
+
+    async def count() -> int:
+        async with make_sessionmaker(engine)() as session:
+            return (await session.exec(select(func.count()).select_from(Team))).one()
+
+    return count

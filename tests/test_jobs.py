@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlmodel import func, select
 
-from snippets import make_engine, open_engine
+from snippets import make_engine
 from snippets.backends import facts
 from snippets.demo import celery_jobs
-from snippets.demo.models import Account, Team
+from snippets.demo.models import Account
 from snippets.jobs import ProcessLoop
 from snippets.lab.server import namespace_connections
 from snippets.lab.timing import eventually
@@ -75,11 +75,6 @@ def celery_worker(namespace: str, *, pool: str = "solo", concurrency: int = 1) -
 outcome = CeleryWorker.outcome
 
 
-async def teams(engine: AsyncEngine) -> int:
-    async with make_sessionmaker(engine)() as session:
-        return (await session.exec(select(func.count()).select_from(Team))).one()
-
-
 @needs_a_broker
 async def test_asyncio_run_per_task_fails_the_second_task_where_connections_belong_to_a_loop(
     engine: AsyncEngine, namespace: str
@@ -99,7 +94,7 @@ async def test_asyncio_run_per_task_fails_the_second_task_where_connections_belo
 
 @needs_a_broker
 async def test_a_loop_per_process_keeps_one_connection_and_null_pool_opens_one_per_task(
-    engine: AsyncEngine, namespace: str
+    engine: AsyncEngine, namespace: str, count_teams: Callable[[], Awaitable[int]]
 ) -> None:
     tasks = 20
     with celery_worker(namespace) as worker:
@@ -113,24 +108,19 @@ async def test_a_loop_per_process_keeps_one_connection_and_null_pool_opens_one_p
     assert all(isinstance(answer, dict) for answer in pooled + unpooled), log
     assert [answer["connections_opened"] for answer in pooled] == [1] * tasks  # type: ignore[index]
     assert [answer["connections_opened"] for answer in unpooled] == list(range(1, tasks + 1))  # type: ignore[index]
-    assert await teams(engine) == 2 * tasks
+    assert await count_teams() == 2 * tasks
     assert "Traceback" not in log, log
 
 
 @needs_a_broker
 async def test_each_forked_worker_process_has_its_own_loop_and_closes_its_engine_at_shutdown(
-    engine: AsyncEngine, namespace: str
+    admin_engine: AsyncEngine, namespace: str, count_teams: Callable[[], Awaitable[int]]
 ) -> None:
-    admin = await open_engine()  # in no namespace: its own connection is not counted
-    await engine.dispose()  # the test's own connection to the namespace: not counted either
-    try:
-        with celery_worker(namespace, pool="prefork", concurrency=2) as worker:
-            answers = [outcome(worker.send(celery_jobs.add_team, f"Forked {n}")) for n in range(12)]
-            during = await namespace_connections(admin, namespace)
-            log = worker.log()
-        after = await namespace_connections(admin, namespace)
-    finally:
-        await admin.dispose()
+    with celery_worker(namespace, pool="prefork", concurrency=2) as worker:
+        answers = [outcome(worker.send(celery_jobs.add_team, f"Forked {n}")) for n in range(12)]
+        during = await namespace_connections(admin_engine, namespace)
+        log = worker.log()
+    after = await namespace_connections(admin_engine, namespace)
 
     assert all(isinstance(answer, dict) for answer in answers), log
     opened: dict[int, int] = {}
@@ -139,8 +129,8 @@ async def test_each_forked_worker_process_has_its_own_loop_and_closes_its_engine
         opened[answer["pid"]] = max(opened.get(answer["pid"], 0), answer["connections_opened"])
     assert 1 <= len(opened) <= 2
     assert set(opened.values()) == {1}
-    assert await teams(engine) == 12
-    if facts(engine).has_server:
+    assert await count_teams() == 12
+    if facts(admin_engine).has_server:
         assert during is not None
         assert 1 <= during <= 2
         assert after == 0  # worker_process_shutdown disposed each child's engine

@@ -9,13 +9,12 @@ is a failure.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import func, select
 
-from snippets import open_engine
 from snippets.backends import facts
 from snippets.demo import taskiq_jobs
 from snippets.demo.models import Team
@@ -46,32 +45,22 @@ def taskiq_worker(
     )
 
 
-async def teams(engine: AsyncEngine) -> int:
-    async with make_sessionmaker(engine)() as session:
-        return (await session.exec(select(func.count()).select_from(Team))).one()
-
-
 async def test_the_worker_opens_its_engine_at_start_up_and_disposes_it_at_shutdown(
-    engine: AsyncEngine, namespace: str
+    admin_engine: AsyncEngine, namespace: str, count_teams: Callable[[], Awaitable[int]]
 ) -> None:
-    admin = await open_engine()  # in no namespace: its own connection is not counted
-    await engine.dispose()  # the test's own connection to the namespace: not counted either
-    try:
-        async with taskiq_worker(namespace) as worker:
-            answers = [
-                await worker.outcome(await worker.send(taskiq_jobs.add_team, f"Team {n}"))
-                for n in range(20)
-            ]
-            during = await namespace_connections(admin, namespace)
-        after = await namespace_connections(admin, namespace)
-    finally:
-        await admin.dispose()
+    async with taskiq_worker(namespace) as worker:
+        answers = [
+            await worker.outcome(await worker.send(taskiq_jobs.add_team, f"Team {n}"))
+            for n in range(20)
+        ]
+        during = await namespace_connections(admin_engine, namespace)
+    after = await namespace_connections(admin_engine, namespace)
 
     assert all(isinstance(answer, dict) for answer in answers), worker.log()
     assert {answer["pid"] for answer in answers} == {answers[0]["pid"]}  # one worker process
     assert [answer["connections_opened"] for answer in answers] == [1] * 20  # one after another
-    assert await teams(engine) == 20
-    if facts(engine).has_server:
+    assert await count_teams() == 20
+    if facts(admin_engine).has_server:
         assert during == 1
         assert after == 0  # the WORKER_SHUTDOWN event disposed the engine
     assert worker.log() == ""  # nothing logged: no warning, no traceback

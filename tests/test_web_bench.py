@@ -3,6 +3,7 @@ on the configured backend (in-process: uvicorn and wrk are the benchmark's, not 
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator, Callable
 
@@ -170,3 +171,28 @@ async def test_profile_shares_add_up(bench_engine: AsyncEngine) -> None:
     assert 99 < sum(shares.values()) < 101
     assert shares["sqlalchemy"] > 0
     assert list(shares.values()) == sorted(shares.values(), reverse=True)
+
+
+async def test_burst_writes_every_request_before_reading_any() -> None:
+    """The server answers only once all requests are in: a client that waited for each answer
+    before sending the next request would never finish. The last connection is closed without an
+    answer, which ``burst`` reports as 0."""
+    clients = 6
+    arrived: list[asyncio.StreamWriter] = []
+    everyone_in = asyncio.Event()
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        arrived.append(writer)
+        if len(arrived) == clients:
+            everyone_in.set()
+        await everyone_in.wait()
+        if writer is not arrived[-1]:
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        statuses = await web_bench.burst(f"http://127.0.0.1:{port}/db", clients=clients)
+    assert sorted(statuses) == [0] + [200] * (clients - 1)

@@ -687,6 +687,29 @@ async def load(url: str, *, concurrency: int, seconds: float, limit: int = 20_00
     )
 
 
+async def burst(url: str, *, clients: int) -> list[int]:
+    """Send one GET of ``url`` from each of ``clients`` connections at the same moment (every
+    connection is open before any request is written) and return the status codes in order,
+    0 for a connection the server closed without answering: the load that piles up in a
+    server at once, where ``load`` spreads it over time. A server that has not answered them
+    all within 30 s raises ``TimeoutError``."""
+    parsed = httpx.URL(url)
+    request = (
+        f"GET {parsed.raw_path.decode()} HTTP/1.1\r\nHost: {parsed.host}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode()
+    async with asyncio.timeout(30):
+        streams = await asyncio.gather(
+            *(asyncio.open_connection(parsed.host, parsed.port) for _ in range(clients))
+        )
+        for _, writer in streams:  # no await in between: the requests leave together
+            writer.write(request)
+        answers = await asyncio.gather(*(reader.read() for reader, _ in streams))
+    for _, writer in streams:
+        writer.close()
+    return [int(answer.split(b" ", 2)[1]) if answer else 0 for answer in answers]
+
+
 def package_of(filename: str, function: str = "") -> str:
     """The package a profiled function belongs to: what follows ``site-packages/``, this
     project's ``snippets``, ``asyncio`` or the rest of the standard library; among functions
