@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 CODE := snippets tests browser_tests tools examples migrations notebooks site
 
-.PHONY: install run test test-lab site test-site bench bench-web migrate lint typecheck lab worker taskiq-worker pgbouncer strip clean
+.PHONY: install run test test-lab site test-site bench bench-web migrate lint typecheck lab worker taskiq-worker pgbouncer replica replica-stop strip clean
 
 ## install: create .venv if missing and install the project with its notebook and test tools
 install: $(INSTALLED)
@@ -22,7 +22,7 @@ run: install
 
 ## test: lint, type check, unit tests, and every notebook run twice in one kernel, in parallel
 test: lint typecheck
-	$(BIN)/python -m pytest -n auto
+	$(BIN)/python -m pytest -n auto --dist loadgroup
 
 ## test-lab: every notebook in JupyterLab, Run All in headless Chromium (Debian's chromium
 ## package); screenshots in build/lab/
@@ -82,6 +82,15 @@ taskiq-worker: install
 ## PostgreSQL, for notebook 07; needs Debian's pgbouncer package
 pgbouncer:
 	bash tools/pgbouncer.sh
+
+## replica: start the read-replica pairs (PostgreSQL 5434 -> 5433, MariaDB 3308 -> 3307), files
+## under build/replicas; the machine's own servers are not touched
+replica:
+	bash tools/replicas.sh start
+
+## replica-stop: stop the pairs that make replica started
+replica-stop:
+	bash tools/replicas.sh stop
 
 ## strip: remove outputs and execution counts from the notebooks before committing
 strip: install

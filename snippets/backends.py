@@ -4,7 +4,8 @@ Notebooks and helpers ask this module instead of growing ``if backend == ...`` c
 backend an engine is, what a namespace is there, how a connection attempt and a statement are
 bounded in time, how to ask its version or a connection's server-side id, how to end a
 connection from outside, how to write an upsert, which errors are worth retrying, the
-isolation level a transaction gets by default, and how to lock a database while migrating it.
+isolation level a transaction gets by default, how to lock a database while migrating it, and
+how a primary and its replicas tell how far the replication has got.
 ``BackendFacts`` holds the differences that are data; the functions below hold the ones that
 are code. No other module of ``snippets`` compares backend names (a test checks it).
 
@@ -28,6 +29,22 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.dml import Insert
 
 Backend = Literal["sqlite", "postgresql", "mysql"]
+
+
+@dataclass(frozen=True)
+class ReplicationFacts:
+    """How a primary and its read replicas tell how far replication has got: a position in the
+    primary's log (PostgreSQL: a WAL LSN; MySQL/MariaDB: a GTID position)."""
+
+    primary_position: str
+    """On the primary: how far its log has got (after a commit, a position that includes it)."""
+    replica_position: str
+    """On a replica: how far it has applied the primary's log."""
+    replica_reached: str
+    """On a replica: true if it has applied the primary's log up to ``:position``."""
+    pause_replay: str
+    """On a replica: stop applying the primary's log (a lag made on purpose)."""
+    resume_replay: str
 
 
 @dataclass(frozen=True)
@@ -187,6 +204,8 @@ class BackendFacts:
     """The ids of the server connections a namespace has open, ``:name`` being its database
     (MySQL/MariaDB) or, on PostgreSQL, the ``application_name`` its connections give (the
     namespace: ``connect_arguments``)."""
+    replication: ReplicationFacts | None = None
+    """How the server's read replicas tell how far they have got (``None``: no replicas)."""
 
 
 FACTS: dict[Backend, BackendFacts] = {
@@ -259,6 +278,15 @@ FACTS: dict[Backend, BackendFacts] = {
         " AND query LIKE :pattern AND pid <> pg_backend_pid()",
         kill_connection_sql="SELECT pg_terminate_backend({id})",
         empty_table_sql=("TRUNCATE {table} RESTART IDENTITY CASCADE",),
+        replication=ReplicationFacts(
+            primary_position="SELECT pg_current_wal_lsn()::text",
+            replica_position="SELECT pg_last_wal_replay_lsn()::text",
+            # asyncpg would send a pg_lsn parameter as a number: the position goes as text
+            replica_reached="SELECT pg_last_wal_replay_lsn()"
+            " >= CAST(CAST(:position AS text) AS pg_lsn)",
+            pause_replay="SELECT pg_wal_replay_pause()",
+            resume_replay="SELECT pg_wal_replay_resume()",
+        ),
     ),
     "mysql": BackendFacts(
         "MySQL/MariaDB",
@@ -284,6 +312,14 @@ FACTS: dict[Backend, BackendFacts] = {
         free_autocommit_switch=False,
         insert_returning_varies=True,
         loads_local_infile=True,
+        replication=ReplicationFacts(
+            primary_position="SELECT @@gtid_binlog_pos",
+            replica_position="SELECT @@gtid_slave_pos",
+            replica_reached="SELECT MASTER_GTID_WAIT(:position, 0) = 0",
+            # The replica keeps receiving the primary's log; it stops applying it
+            pause_replay="STOP SLAVE SQL_THREAD",
+            resume_replay="START SLAVE SQL_THREAD",
+        ),
     ),
 }
 
@@ -301,6 +337,11 @@ MIGRATION_LOCK = "alembic-migrations"
 MIGRATION_WAIT = 600.0
 """Seconds a migration waits for another process's: ``migration_lock``'s wait on MySQL/MariaDB,
 and on SQLite the busy timeout (there the lock is the database's write lock)."""
+
+READ_ONLY_SQLSTATE = "25006"
+"""PostgreSQL's read_only_sql_transaction: a write sent to a hot standby."""
+READ_ONLY_MYSQL_ERROR = 1290
+"""MySQL/MariaDB's ER_OPTION_PREVENTS_STATEMENT: a write sent to a ``read_only`` replica."""
 
 RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
 """PostgreSQL's serialization_failure and deadlock_detected."""
@@ -514,6 +555,15 @@ def is_retryable_error(error: BaseException) -> bool:
     if mysql_error_code(error) in RETRYABLE_MYSQL_ERRORS:
         return True
     return isinstance(error, OperationalError) and "database is locked" in str(original)
+
+
+def is_read_only_refusal(error: BaseException) -> bool:
+    """A write refused because the server is a read-only replica."""
+    if not isinstance(error, DBAPIError):
+        return False
+    original = error.orig
+    sqlstate = getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
+    return sqlstate == READ_ONLY_SQLSTATE or mysql_error_code(error) == READ_ONLY_MYSQL_ERROR
 
 
 @contextmanager
