@@ -55,6 +55,13 @@ Nothing here knows a model: an application brings its own, and its own ``MetaDat
   line (the job and the error's class: no SQL, no bound values), since the response is gone
   (notebook 15).
 
+* ``tenant_session(tenants)`` is a dependency for one schema per tenant
+  (``snippets.tenants``): the session of the tenant the request's ``X-Tenant`` header names;
+  400 without the header, 404 for a name that is not a tenant, never the default schema.
+* ``routed_session(replicas)`` is a dependency for a primary and its read replica
+  (``snippets.replicas``): a routing session, after ``Replicas.check()`` (reads go to the
+  primary while the replica does not answer).
+
 A module-level app is then simply ``app = FastAPI(lifespan=database_lifespan())``.
 """
 
@@ -86,8 +93,10 @@ from snippets.backends import (
     mysql_error_code,
 )
 from snippets.engine import open_engine, ping
+from snippets.replicas import Replicas
 from snippets.session import make_sessionmaker
 from snippets.tables import create_tables
+from snippets.tenants import Tenants, UnknownTenantError
 
 logger = logging.getLogger(__name__)
 
@@ -260,6 +269,42 @@ async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 
 ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session)]
+
+
+TENANT_HEADER = "X-Tenant"
+
+
+def tenant_session(
+    tenants: Tenants, header: str = TENANT_HEADER
+) -> Callable[[Request], AsyncIterator[AsyncSession]]:
+    """A dependency: the session of the tenant the request's ``header`` names (400 without the
+    header, 404 for a name that is not a tenant). Use it as ``Depends(tenant_session(tenants))``."""
+
+    async def get_tenant_session(request: Request) -> AsyncIterator[AsyncSession]:
+        name = request.headers.get(header)
+        if not name:
+            raise HTTPException(status_code=400, detail=f"the {header} header must name a tenant")
+        try:
+            session = tenants.session(name)
+        except UnknownTenantError:
+            raise HTTPException(status_code=404, detail="no such tenant") from None
+        async with session:
+            yield session
+
+    return get_tenant_session
+
+
+def routed_session(replicas: Replicas) -> Callable[[], AsyncIterator[AsyncSession]]:
+    """A dependency: a session that reads from the replica and writes to the primary, after
+    ``replicas.check()``. Use it as ``Depends(routed_session(replicas))``."""
+    sessions = replicas.sessionmaker()
+
+    async def get_routed_session() -> AsyncIterator[AsyncSession]:
+        await replicas.check()
+        async with sessions() as session:
+            yield session
+
+    return get_routed_session
 
 
 async def commit_or_conflict(session: AsyncSession, detail: str) -> None:

@@ -302,7 +302,7 @@ async def open_engine(
     engine = make_engine(url, namespace=namespace, connect_timeout=connect_timeout, **engine_kwargs)
     kind = facts(engine).namespace_kind
     if fresh and kind == "file" and is_sqlite_file(engine.url):
-        _delete_sqlite_files(Path(engine.url.database or ""))
+        delete_sqlite_files(Path(engine.url.database or ""))
     if namespace is not None and kind == "database":
         # The namespace's database must exist before the engine can connect to it.
         server = make_engine(url, connect_timeout=connect_timeout, poolclass=NullPool)
@@ -386,7 +386,8 @@ def _checked(namespace: str | None) -> str | None:
     return namespace
 
 
-def _delete_sqlite_files(path: Path) -> None:
+def delete_sqlite_files(path: Path) -> None:
+    """Delete a SQLite database file and its journal, WAL and shared-memory files."""
     for suffix in ("", "-journal", "-wal", "-shm"):
         path.with_name(path.name + suffix).unlink(missing_ok=True)
 

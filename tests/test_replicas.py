@@ -12,12 +12,16 @@ import logging
 import re
 from collections.abc import AsyncIterator, Callable
 
+import httpx
 import pytest
+from fastapi import Depends, FastAPI
 from sqlalchemy import event, insert, text
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from snippets import create_tables, make_engine, open_engine
+from snippets.api import routed_session
 from snippets.backends import facts, is_read_only_refusal
 from snippets.demo.models import Team, metadata
 from snippets.lab.latency_proxy import LatencyProxy
@@ -187,3 +191,32 @@ async def test_reads_go_to_the_primary_while_the_replica_does_not_answer(
     assert len(messages) == 2, messages  # once when it went down, once when it came back
     assert "does not answer (TimeoutError)" in messages[0]
     assert "answers again" in messages[1]
+
+
+@needs_the_pair
+async def test_the_api_reads_from_the_replica_and_writes_to_the_primary(
+    replicas: Replicas, recorded: Recorded
+) -> None:
+    app = FastAPI()
+    # Not in an annotation: this file's annotations are strings, which FastAPI resolves in the
+    # module, where the local `replicas` does not exist
+    RoutedSession = Depends(routed_session(replicas))
+
+    @app.post("/teams/{name}")
+    async def add(name: str, session: AsyncSession = RoutedSession) -> None:
+        session.add(Team(name=name, headquarters="Here"))
+        await session.commit()
+
+    @app.get("/teams")
+    async def teams(session: AsyncSession = RoutedSession) -> list[str]:
+        return [team.name for team in (await session.exec(select(Team))).all()]
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        (await client.post("/teams/Posted")).raise_for_status()
+        assert await replicas.wait_for(await replicas.position(), within=30)
+        listed = (await client.get("/teams")).json()
+
+    assert listed == ["Posted"]
+    assert recorded.by_engine["primary"] == ["INSERT"]
+    assert recorded.by_engine["replica"] == ["SELECT"]

@@ -1,0 +1,132 @@
+"""One schema per tenant: the same tables once per tenant, a session that sees one tenant only.
+
+``Tenants(engine)`` creates, finds and drops tenants, and gives a session for one of them. On
+PostgreSQL a tenant is a schema, on MySQL/MariaDB a database (what MySQL calls a schema), both
+reached through the one engine: the session's ``execution_options`` carry a
+``schema_translate_map`` (``{None: "<prefix><tenant>"}``), which SQLAlchemy 2.1 applies to
+every statement the session runs (queries, flushes, lazy and eager loads alike), so a table
+model with no schema of its own is read and written in the tenant's schema. On SQLite a tenant
+is a file of its own beside the engine's, with an engine of its own.
+
+A name that is not a tenant is an ``UnknownTenantError``, never the default schema: a session
+is only ever made for a tenant this object has created or found (``discover()``).
+
+Tenant names are lower-case letters, digits and ``_`` (they become part of a schema name).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from sqlalchemy import MetaData, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from snippets.backends import facts
+from snippets.engine import delete_sqlite_files, make_engine, namespaced_url
+from snippets.tables import create_tables
+
+TENANT_NAME = re.compile(r"[a-z][a-z0-9_]{0,29}")
+
+
+class UnknownTenantError(LookupError):
+    """The name is not a tenant's (or not a valid tenant name at all)."""
+
+
+class Tenants:
+    """The tenants of one database, each a schema (a database on MySQL/MariaDB, a file on
+    SQLite) named ``prefix`` + the tenant's name."""
+
+    def __init__(self, engine: AsyncEngine, *, prefix: str = "tenant_") -> None:
+        if not re.fullmatch(r"[a-z][a-z0-9_]{0,30}", prefix):
+            raise ValueError(f"a tenant prefix is lower-case letters, digits and _: {prefix!r}")
+        self.engine = engine
+        self.prefix = prefix
+        self._kind = facts(engine).namespace_kind
+        self._known: set[str] = set()
+        self._engines: dict[str, AsyncEngine] = {}  # SQLite: a file, so an engine, per tenant
+
+    def schema(self, tenant: str) -> str:
+        """The schema (or database, or file suffix) of ``tenant``; a bad name is an error."""
+        if not TENANT_NAME.fullmatch(tenant):
+            raise UnknownTenantError(f"not a tenant name: {tenant[:40]!r}")
+        return f"{self.prefix}{tenant}"
+
+    def names(self) -> list[str]:
+        """The tenants this object knows of, sorted."""
+        return sorted(self._known)
+
+    def _engine_of(self, tenant: str) -> AsyncEngine:
+        if self._kind != "file":
+            return self.engine
+        if tenant not in self._engines:
+            url = namespaced_url(self.engine.url, self.schema(tenant))
+            self._engines[tenant] = make_engine(url)
+        return self._engines[tenant]
+
+    def _options(self, tenant: str) -> dict[str, object]:
+        if self._kind == "file":
+            return {}
+        return {"schema_translate_map": {None: self.schema(tenant)}}
+
+    async def create(self, tenant: str, metadata: MetaData) -> None:
+        """Create ``tenant``'s schema and ``metadata``'s tables in it (idempotent)."""
+        schema = self.schema(tenant)
+        if self._kind != "file":
+            keyword = "SCHEMA" if self._kind == "schema" else "DATABASE"
+            async with self.engine.begin() as conn:
+                await conn.execute(text(f"CREATE {keyword} IF NOT EXISTS {schema}"))
+        engine = self._engine_of(tenant)
+        await create_tables(engine.execution_options(**self._options(tenant)), metadata)
+        self._known.add(tenant)
+
+    async def drop(self, tenant: str) -> None:
+        """Drop ``tenant``'s schema and everything in it (on SQLite: delete its file)."""
+        schema = self.schema(tenant)
+        self._known.discard(tenant)
+        if self._kind == "file":
+            url = namespaced_url(self.engine.url, schema)
+            engine = self._engines.pop(tenant, None)
+            if engine is not None:
+                await engine.dispose()
+            delete_sqlite_files(Path(url.database or ""))
+            return
+        cascade = " CASCADE" if self._kind == "schema" else ""
+        keyword = "SCHEMA" if self._kind == "schema" else "DATABASE"
+        async with self.engine.begin() as conn:
+            await conn.execute(text(f"DROP {keyword} IF EXISTS {schema}{cascade}"))
+
+    async def discover(self) -> list[str]:
+        """Find the tenants that exist in the database (e.g. at start-up), and know them."""
+        if self._kind == "file":
+            return self.names()  # files are found by create(); a server lists its schemas
+        pattern = self.prefix.replace("_", r"\_") + "%"
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                text(
+                    "SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE :p"
+                ),
+                {"p": pattern},
+            )
+            found = [name[len(self.prefix) :] for (name,) in rows.all()]
+        self._known.update(name for name in found if TENANT_NAME.fullmatch(name))
+        return self.names()
+
+    def session(self, tenant: str) -> AsyncSession:
+        """A session that reads and writes ``tenant``'s tables only; values kept after commit
+        as ``make_sessionmaker``'s. An unknown tenant is an ``UnknownTenantError``."""
+        self.schema(tenant)  # a bad name fails here
+        if tenant not in self._known:
+            raise UnknownTenantError(f"no such tenant: {tenant!r}")
+        return AsyncSession(
+            self._engine_of(tenant),
+            expire_on_commit=False,
+            execution_options=self._options(tenant),
+        )
+
+    async def dispose(self) -> None:
+        """Close the engines this object opened (SQLite's, one per tenant)."""
+        for engine in self._engines.values():
+            await engine.dispose()
+        self._engines.clear()
