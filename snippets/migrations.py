@@ -27,7 +27,11 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.pool import NullPool
 from sqlalchemy.types import TypeDecorator, TypeEngine
+
+from snippets.engine import open_engine
+from snippets.tenants import Tenants
 
 
 def render_sqlmodel_types(type_: str, obj: Any, autogen_context: AutogenContext) -> str | bool:
@@ -87,6 +91,25 @@ async def run_command(
 async def upgrade(engine: AsyncEngine, config: Config, revision: str = "head") -> None:
     """``alembic upgrade <revision>`` on ``engine``, from async code."""
     await run_command(engine, config, command.upgrade, revision)
+
+
+async def upgrade_tenants(tenants: Tenants, config: Config, revision: str = "head") -> list[str]:
+    """``upgrade`` every tenant ``tenants`` knows (``discover()`` them first), one after another,
+    each on a connection to its own namespace, so that its tables and its ``alembic_version``
+    are its schema's. Returns the tenants migrated, in order. A failure stops at that tenant,
+    whose migration is rolled back where DDL is transactional; those before it stay upgraded,
+    and a second run resumes (each is at its own revision). From the command line, the same
+    loop is ``alembic -x namespace=<tenants.namespace(tenant)> upgrade head`` per tenant."""
+    done = []
+    for tenant in tenants.names():
+        namespace = tenants.namespace(tenant)
+        engine = await open_engine(tenants.engine.url, namespace=namespace, poolclass=NullPool)
+        try:
+            await upgrade(engine, config, revision)
+        finally:
+            await engine.dispose()
+        done.append(tenant)
+    return done
 
 
 async def downgrade(engine: AsyncEngine, config: Config, revision: str) -> None:

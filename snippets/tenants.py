@@ -3,13 +3,17 @@
 ``Tenants(engine)`` creates, finds and drops tenants, and gives a session for one of them. On
 PostgreSQL a tenant is a schema, on MySQL/MariaDB a database (what MySQL calls a schema), both
 reached through the one engine: the session's ``execution_options`` carry a
-``schema_translate_map`` (``{None: "<prefix><tenant>"}``), which SQLAlchemy 2.1 applies to
+``schema_translate_map`` (``{None: <the tenant's schema>}``), which SQLAlchemy 2.1 applies to
 every statement the session runs (queries, flushes, lazy and eager loads alike), so a table
 model with no schema of its own is read and written in the tenant's schema. On SQLite a tenant
 is a file of its own beside the engine's, with an engine of its own.
 
 A name that is not a tenant is an ``UnknownTenantError``, never the default schema: a session
 is only ever made for a tenant this object has created or found (``discover()``).
+
+A tenant is a namespace of ``snippets.engine`` (``prefix`` + its name), so whatever takes a
+namespace reaches it: ``open_engine(namespace=...)``, Alembic's ``-x namespace=...``, and
+``snippets.migrations.upgrade_tenants``, which migrates every tenant's schema in turn.
 
 Tenant names are lower-case letters, digits and ``_`` (they become part of a schema name).
 """
@@ -24,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from snippets.backends import facts
-from snippets.engine import delete_sqlite_files, make_engine, namespaced_url
+from snippets.engine import delete_sqlite_files, make_engine, namespaced_url, open_engine
 from snippets.tables import create_tables
 
 TENANT_NAME = re.compile(r"[a-z][a-z0-9_]{0,29}")
@@ -47,11 +51,19 @@ class Tenants:
         self._known: set[str] = set()
         self._engines: dict[str, AsyncEngine] = {}  # SQLite: a file, so an engine, per tenant
 
-    def schema(self, tenant: str) -> str:
-        """The schema (or database, or file suffix) of ``tenant``; a bad name is an error."""
+    def namespace(self, tenant: str) -> str:
+        """``tenant``'s namespace of ``snippets.engine`` (``prefix`` + name): ``open_engine``,
+        ``alembic -x namespace=...`` and ``upgrade_tenants`` reach the tenant by it. A bad
+        name is an ``UnknownTenantError``."""
         if not TENANT_NAME.fullmatch(tenant):
             raise UnknownTenantError(f"not a tenant name: {tenant[:40]!r}")
         return f"{self.prefix}{tenant}"
+
+    def schema(self, tenant: str) -> str:
+        """The schema ``tenant``'s tables are in: its namespace's schema on PostgreSQL, its
+        database on MySQL/MariaDB (``test`` -> ``test_<namespace>``), its file on SQLite."""
+        url = namespaced_url(self.engine.url, self.namespace(tenant))
+        return self.namespace(tenant) if self._kind == "schema" else url.database or ""
 
     def names(self) -> list[str]:
         """The tenants this object knows of, sorted."""
@@ -61,7 +73,7 @@ class Tenants:
         if self._kind != "file":
             return self.engine
         if tenant not in self._engines:
-            url = namespaced_url(self.engine.url, self.schema(tenant))
+            url = namespaced_url(self.engine.url, self.namespace(tenant))
             self._engines[tenant] = make_engine(url)
         return self._engines[tenant]
 
@@ -70,15 +82,14 @@ class Tenants:
             return {}
         return {"schema_translate_map": {None: self.schema(tenant)}}
 
-    async def create(self, tenant: str, metadata: MetaData) -> None:
-        """Create ``tenant``'s schema and ``metadata``'s tables in it (idempotent)."""
-        schema = self.schema(tenant)
-        if self._kind != "file":
-            keyword = "SCHEMA" if self._kind == "schema" else "DATABASE"
-            async with self.engine.begin() as conn:
-                await conn.execute(text(f"CREATE {keyword} IF NOT EXISTS {schema}"))
-        engine = self._engine_of(tenant)
-        await create_tables(engine.execution_options(**self._options(tenant)), metadata)
+    async def create(self, tenant: str, metadata: MetaData | None = None) -> None:
+        """Create ``tenant``'s schema, and ``metadata``'s tables in it where given (idempotent);
+        without ``metadata``, migrations create them (``upgrade_tenants``)."""
+        # open_engine creates a namespace's schema or database where it is missing
+        await (await open_engine(self.engine.url, namespace=self.namespace(tenant))).dispose()
+        if metadata is not None:
+            engine = self._engine_of(tenant)
+            await create_tables(engine.execution_options(**self._options(tenant)), metadata)
         self._known.add(tenant)
 
     async def drop(self, tenant: str) -> None:
@@ -86,7 +97,7 @@ class Tenants:
         schema = self.schema(tenant)
         self._known.discard(tenant)
         if self._kind == "file":
-            url = namespaced_url(self.engine.url, schema)
+            url = namespaced_url(self.engine.url, self.namespace(tenant))
             engine = self._engines.pop(tenant, None)
             if engine is not None:
                 await engine.dispose()
@@ -101,15 +112,15 @@ class Tenants:
         """Find the tenants that exist in the database (e.g. at start-up), and know them."""
         if self._kind == "file":
             return self.names()  # files are found by create(); a server lists its schemas
-        pattern = self.prefix.replace("_", r"\_") + "%"
+        head = self.schema("a")[:-1]  # the schema name of any tenant, less the tenant's name
         async with self.engine.connect() as conn:
             rows = await conn.execute(
                 text(
                     "SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE :p"
                 ),
-                {"p": pattern},
+                {"p": head.replace("_", r"\_") + "%"},
             )
-            found = [name[len(self.prefix) :] for (name,) in rows.all()]
+            found = [name[len(head) :] for (name,) in rows.all()]
         self._known.update(name for name in found if TENANT_NAME.fullmatch(name))
         return self.names()
 

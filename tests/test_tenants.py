@@ -4,19 +4,25 @@ not a tenant is an error, never the default schema."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from alembic.config import Config
+from alembic.script import ScriptDirectory
 from fastapi import Depends, FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import selectinload
 from sqlmodel import func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from snippets import open_engine
 from snippets.api import TENANT_HEADER, tenant_session
 from snippets.backends import facts
+from snippets.config import PROJECT_ROOT
 from snippets.demo.models import Hero, Team, metadata
+from snippets.migrations import current_revisions, upgrade_tenants
 from snippets.relationships import rel
 from snippets.tenants import Tenants, UnknownTenantError
 
@@ -116,3 +122,35 @@ async def test_the_api_serves_the_tenant_its_header_names(tenants: Tenants) -> N
     assert answers["beta"].json() == []
     assert answers["gamma"].status_code == 404
     assert answers[""].status_code == 400
+
+
+async def test_migrations_upgrade_every_tenant_in_its_own_schema(
+    engine: AsyncEngine, namespace: str
+) -> None:
+    tenants = Tenants(engine, prefix=f"{namespace}_m_")
+    for name in ("north", "south"):
+        await tenants.drop(name)
+        await tenants.create(name)  # the schema only: the migrations make the tables
+    config = Config(toml_file=PROJECT_ROOT / "pyproject.toml", stdout=io.StringIO())
+    head = ScriptDirectory.from_config(config).get_current_head()
+    try:
+        migrated = await upgrade_tenants(tenants, config)
+        again = await upgrade_tenants(tenants, config)  # nothing left to do: a no-op
+        await add_league(tenants, "north", "North team", ["Nia"])
+        revisions = {}
+        for name in tenants.names():
+            tenant_engine = await open_engine(engine.url, namespace=tenants.namespace(name))
+            revisions[name] = await current_revisions(tenant_engine)
+            await tenant_engine.dispose()
+        async with tenants.session("south") as session:
+            south_teams = (await session.exec(select(Team))).all()
+        default_revisions = await current_revisions(engine)
+    finally:
+        for name in ("north", "south"):
+            await tenants.drop(name)
+        await tenants.dispose()
+
+    assert migrated == again == ["north", "south"]
+    assert revisions == {"north": (head,), "south": (head,)}
+    assert south_teams == []
+    assert default_revisions == ()  # the test's own namespace was never migrated
