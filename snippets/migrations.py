@@ -30,7 +30,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import NullPool
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-from snippets.engine import open_engine
 from snippets.tenants import Tenants
 
 
@@ -95,15 +94,15 @@ async def upgrade(engine: AsyncEngine, config: Config, revision: str = "head") -
 
 async def upgrade_tenants(tenants: Tenants, config: Config, revision: str = "head") -> list[str]:
     """``upgrade`` every tenant ``tenants`` knows (``discover()`` them first), one after another,
-    each on a connection to its own namespace, so that its tables and its ``alembic_version``
-    are its schema's. Returns the tenants migrated, in order. A failure stops at that tenant,
-    whose migration is rolled back where DDL is transactional; those before it stay upgraded,
-    and a second run resumes (each is at its own revision). From the command line, the same
-    loop is ``alembic -x namespace=<tenants.namespace(tenant)> upgrade head`` per tenant."""
+    each on a connection of ``tenants.open_engine(tenant)``, so that its tables and its
+    ``alembic_version`` are its schema's. Returns the tenants migrated, in order. A failure
+    stops at that tenant, whose migration is rolled back where DDL is transactional; those
+    before it stay upgraded, and a second run resumes (each is at its own revision). From the
+    command line (for tenants of the ``DATABASE_URL`` engine), the same loop is
+    ``alembic -x namespace=<tenants.namespace(tenant)> upgrade head`` per tenant."""
     done = []
     for tenant in tenants.names():
-        namespace = tenants.namespace(tenant)
-        engine = await open_engine(tenants.engine.url, namespace=namespace, poolclass=NullPool)
+        engine = await tenants.open_engine(tenant, poolclass=NullPool)
         try:
             await upgrade(engine, config, revision)
         finally:

@@ -12,7 +12,7 @@ A name that is not a tenant is an ``UnknownTenantError``, never the default sche
 is only ever made for a tenant this object has created or found (``discover()``).
 
 A tenant is a namespace of ``snippets.engine`` (``prefix`` + its name), so whatever takes a
-namespace reaches it: ``open_engine(namespace=...)``, Alembic's ``-x namespace=...``, and
+namespace reaches it: ``Tenants.open_engine(tenant)``, Alembic's ``-x namespace=...``, and
 ``snippets.migrations.upgrade_tenants``, which migrates every tenant's schema in turn.
 
 Tenant names are lower-case letters, digits and ``_`` (they become part of a schema name).
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import MetaData, text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -52,8 +53,8 @@ class Tenants:
         self._engines: dict[str, AsyncEngine] = {}  # SQLite: a file, so an engine, per tenant
 
     def namespace(self, tenant: str) -> str:
-        """``tenant``'s namespace of ``snippets.engine`` (``prefix`` + name): ``open_engine``,
-        ``alembic -x namespace=...`` and ``upgrade_tenants`` reach the tenant by it. A bad
+        """``tenant``'s namespace of ``snippets.engine`` (``prefix`` + name), within this
+        object's engine's: ``open_engine`` and ``upgrade_tenants`` reach the tenant by it. A bad
         name is an ``UnknownTenantError``."""
         if not TENANT_NAME.fullmatch(tenant):
             raise UnknownTenantError(f"not a tenant name: {tenant[:40]!r}")
@@ -82,11 +83,16 @@ class Tenants:
             return {}
         return {"schema_translate_map": {None: self.schema(tenant)}}
 
+    async def open_engine(self, tenant: str, **engine_kwargs: Any) -> AsyncEngine:
+        """An engine of ``tenant``'s own namespace (its schema first on PostgreSQL's
+        ``search_path``, its database on MySQL/MariaDB, its file on SQLite), created if
+        missing: what Alembic migrates a tenant through (``upgrade_tenants``)."""
+        return await open_engine(self.engine.url, namespace=self.namespace(tenant), **engine_kwargs)
+
     async def create(self, tenant: str, metadata: MetaData | None = None) -> None:
         """Create ``tenant``'s schema, and ``metadata``'s tables in it where given (idempotent);
         without ``metadata``, migrations create them (``upgrade_tenants``)."""
-        # open_engine creates a namespace's schema or database where it is missing
-        await (await open_engine(self.engine.url, namespace=self.namespace(tenant))).dispose()
+        await (await self.open_engine(tenant)).dispose()  # creates the schema where missing
         if metadata is not None:
             engine = self._engine_of(tenant)
             await create_tables(engine.execution_options(**self._options(tenant)), metadata)

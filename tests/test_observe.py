@@ -1,14 +1,18 @@
-"""The statement recorder sees exactly the statements sent, and stops when its block ends."""
+"""The statement recorder sees exactly the statements sent, and stops when its block ends; the
+log collector keeps a logger's messages for its block."""
 
 from __future__ import annotations
 
+import logging
+
+import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from snippets.demo.crud import insert_heroes
 from snippets.demo.models import Hero
-from snippets.lab.observe import recorded_statements
+from snippets.lab.observe import logged, recorded_statements
 
 
 async def test_records_each_statement_in_order(engine: AsyncEngine, session: AsyncSession) -> None:
@@ -50,3 +54,18 @@ async def test_transaction_control_is_left_out_but_savepoints_are_kept(
         await session.commit()
     assert statements[0].startswith("SELECT hero.")
     assert [s.split()[0] for s in statements] == ["SELECT", "SAVEPOINT", "SELECT", "RELEASE"]
+
+
+def test_logged_keeps_a_loggers_messages_for_the_block_only(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    logger = logging.getLogger("snippets.test_logged")
+    with logged("snippets.test_logged") as messages:
+        logger.warning("replica %s", "down")
+        logger.debug("below the level")
+    logger.warning("after the block")
+
+    assert messages == ["WARNING replica down"]
+    assert "replica down" not in capsys.readouterr().err  # kept, not printed
+    assert logger.propagate  # as it was
+    assert not logger.handlers

@@ -20,12 +20,12 @@ from sqlalchemy.exc import DBAPIError
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from snippets import create_tables, make_engine, open_engine
+from snippets import create_tables, make_engine
 from snippets.api import routed_session
 from snippets.backends import facts, is_read_only_refusal
 from snippets.demo.models import Team, metadata
 from snippets.lab.latency_proxy import LatencyProxy
-from snippets.lab.replica_pair import START_COMMAND, pair_available, replica_pair
+from snippets.lab.replica_pair import START_COMMAND, open_pair, pair_available, replica_pair
 from snippets.replicas import Replicas, on_primary, read_your_writes, writes
 
 PAIR = replica_pair()
@@ -57,16 +57,12 @@ needs_the_pair = pytest.mark.skipif(
 @pytest.fixture
 async def replicas(namespace: str) -> AsyncIterator[Replicas]:
     assert PAIR is not None
-    primary_url, replica_url = PAIR
-    primary = await open_engine(primary_url, namespace=namespace, fresh=True)
-    await create_tables(primary, metadata)
-    replica = make_engine(replica_url, namespace=namespace, connect_timeout=2)
-    routed = Replicas(primary, replica, check_every=0)
-    # The namespace (a schema, or a database) reaches the replica as any other change
-    assert await routed.wait_for(await routed.position(), within=30)
-    yield routed
-    await replica.dispose()
-    await primary.dispose()
+    replicas = await open_pair(PAIR, namespace, check_every=0)
+    await create_tables(replicas.primary, metadata)
+    assert await replicas.wait_for(await replicas.position(), within=30)
+    yield replicas
+    await replicas.replica.dispose()
+    await replicas.primary.dispose()
 
 
 class Recorded:

@@ -17,7 +17,6 @@ from sqlalchemy.orm import selectinload
 from sqlmodel import func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from snippets import open_engine
 from snippets.api import TENANT_HEADER, tenant_session
 from snippets.backends import facts
 from snippets.config import PROJECT_ROOT
@@ -139,7 +138,7 @@ async def test_migrations_upgrade_every_tenant_in_its_own_schema(
         await add_league(tenants, "north", "North team", ["Nia"])
         revisions = {}
         for name in tenants.names():
-            tenant_engine = await open_engine(engine.url, namespace=tenants.namespace(name))
+            tenant_engine = await tenants.open_engine(name)
             revisions[name] = await current_revisions(tenant_engine)
             await tenant_engine.dispose()
         async with tenants.session("south") as session:

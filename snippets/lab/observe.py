@@ -1,4 +1,5 @@
-"""See what reaches the database: record the SQL statements an engine sends.
+"""See what reaches the database: record the SQL statements an engine sends; and what a
+logger says (``logged``), kept for the cell instead of printed on stderr.
 
 The recorder is a ``before_cursor_execute`` event on ``engine.sync_engine`` (events of an
 ``AsyncEngine`` are registered on the synchronous engine it wraps). One ``executemany`` call
@@ -12,6 +13,7 @@ counts the same on every backend. ``SAVEPOINT`` and the like are recorded.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -44,3 +46,26 @@ def recorded_statements(engine: AsyncEngine) -> Iterator[list[str]]:
         yield statements
     finally:
         event.remove(engine.sync_engine, "before_cursor_execute", record)
+
+
+@contextmanager
+def logged(name: str, level: int = logging.INFO) -> Iterator[list[str]]:
+    """Collect the messages logger ``name`` logs at ``level`` or above inside the block, as
+    ``"LEVEL message"`` lines, instead of letting them reach stderr."""
+    messages: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            messages.append(f"{record.levelname} {record.getMessage()}")
+
+    logger = logging.getLogger(name)
+    handler = Collect(level)
+    before = (logger.level, logger.propagate)
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False
+    try:
+        yield messages
+    finally:
+        logger.removeHandler(handler)
+        logger.level, logger.propagate = before

@@ -15,6 +15,8 @@ from sqlalchemy.engine import URL, make_url
 
 from snippets.backends import Backend, backend_of
 from snippets.config import database_url, redact
+from snippets.engine import make_engine, open_engine
+from snippets.replicas import Replicas
 
 PRIMARY_VARIABLE = "REPLICA_PRIMARY_URL"
 REPLICA_VARIABLE = "REPLICA_URL"
@@ -67,3 +69,16 @@ def pair_available(pair: tuple[URL, URL]) -> bool:
         shown = ", ".join(redact(url.render_as_string(hide_password=False)) for url in silent)
         raise ReplicaUnreachableError(f"{REPLICA_VARIABLE} is set and nothing answers at {shown}")
     return not silent
+
+
+async def open_pair(pair: tuple[URL, URL], namespace: str, **options: float) -> Replicas:
+    """``Replicas`` on ``pair`` for ``namespace``: emptied on the primary, and waited for on the
+    replica (a namespace, a schema or a database, replicates as any change does); ``options``
+    are ``Replicas``' own (``check_every``, ``check_within``)."""
+    primary_url, replica_url = pair
+    primary = await open_engine(primary_url, namespace=namespace, fresh=True)
+    replica = make_engine(replica_url, namespace=namespace, connect_timeout=2)
+    replicas = Replicas(primary, replica, **options)
+    if not await replicas.wait_for(await replicas.position(), within=30):
+        raise ReplicaUnreachableError("the replica did not apply the primary's log in 30 s")
+    return replicas
