@@ -12,8 +12,11 @@ Three ways to create a team, the same but for *where* the commit is:
   dependency only closes the session.
 
 The dependency's exit does ``WORK_AFTER_YIELD`` seconds of other work before its commit (what
-an audit record or a cache update would take), so that the order is seen every time, not by
-luck of timing. ``GET /teams/{id}`` reads a team back.
+an audit record or a cache update would take), so that a client reading its write back at once
+finds it missing. ``GET /teams/{id}`` reads a team back. The app also records the order of
+events, whatever the timing: ``GET /events`` lists ``"response sent <path>"`` (recorded by the
+``RecordResponses`` middleware once a response's last byte is handed to the server) and
+``"committed <path>"`` (recorded by the dependency), in the order they happened.
 
 And two ways to get a response wrong after a commit, with their fixes:
 
@@ -84,6 +87,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import selectinload
 from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from snippets.api import (
     ReadSessionDep,
@@ -121,6 +125,28 @@ async def session_committed_on_exit(request: Request) -> AsyncIterator[AsyncSess
         yield session
         await asyncio.sleep(WORK_AFTER_YIELD)  # an audit record, a cache update...
         await session.commit()
+        request.app.state.events.append(f"committed {request.url.path}")
+
+
+class RecordResponses:
+    """ASGI middleware: appends ``"response sent <path>"`` to ``events`` once the last chunk of a
+    response's body has been handed to the server."""
+
+    def __init__(self, app: ASGIApp, events: list[str]) -> None:
+        self.app = app
+        self.events = events
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def sending(message: Message) -> None:
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                self.events.append(f"response sent {scope['path']}")
+
+        await self.app(scope, receive, sending)
 
 
 CommitsAfterResponse = Annotated[AsyncSession, Depends(session_committed_on_exit)]
@@ -206,6 +232,13 @@ def create_app(engine: AsyncEngine | None = None, *, namespace: str | None = Non
     if deadline := os.environ.get(REQUEST_DEADLINE_VARIABLE):
         app.add_middleware(RequestDeadline, seconds=float(deadline))
     app.get("/ready")(readiness)
+    app.state.events = []
+    app.add_middleware(RecordResponses, events=app.state.events)
+
+    @app.get("/events")
+    async def events(path: str) -> list[str]:
+        """What happened for ``path``, in order: responses sent and commits."""
+        return [event for event in app.state.events if event.endswith(f" {path}")]
 
     @app.get("/health")
     async def health() -> dict[str, str]:
