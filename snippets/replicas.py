@@ -3,9 +3,10 @@
 ``Replicas`` holds the two engines; ``Replicas.sessionmaker()`` makes SQLModel ``AsyncSession``
 objects whose synchronous core is ``RoutingSession``: its ``get_bind`` sends every flush, every
 ``INSERT``/``UPDATE``/``DELETE`` and every ``SELECT ... FOR UPDATE`` to the primary, and other
-``SELECT`` statements to the replica. A session can be sent to the primary for everything with
-``on_primary(session)`` (a read that must see the latest data, e.g. right before a write that
-depends on it).
+``SELECT`` statements to the replica, except in a transaction that has already written: its
+reads go to the primary until it ends, since only the primary has its uncommitted changes.
+A session can be sent to the primary for everything with ``on_primary(session)`` (a read that
+must see the latest data, e.g. right before a write that depends on it).
 
 A replica is behind its primary by however long it takes to receive and apply the primary's
 log. ``Replicas.position()`` is how far the primary has got (after a commit: a point that
@@ -31,10 +32,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Delete, Insert, Select, Update, text
+from sqlalchemy import Delete, Insert, Select, Update, event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -49,14 +51,30 @@ PRIMARY_KEY = "replicas.primary"
 primary (``on_primary``)."""
 
 
+WROTE_KEY = "replicas.wrote"
+"""The key of ``Session.info`` that is true while the session's transaction has written: its
+reads then go to the primary, the only server that has its uncommitted changes."""
+
+
 class RoutingSession(Session):
-    """A SQLModel ``Session`` that picks the primary or the replica for each statement."""
+    """A SQLModel ``Session`` that picks the primary or the replica for each statement: the
+    primary for writes, and for every read of a transaction that has written (a flush, or an
+    ``INSERT``/``UPDATE``/``DELETE``), until it ends; the replica for the other reads."""
 
     def get_bind(self, mapper: Any = None, clause: Any = None, **kw: Any) -> Engine:
         replicas: Replicas = self.info[ROUTER_KEY]
-        if self._flushing or self.info.get(PRIMARY_KEY) or writes(clause):
+        if self._flushing or writes(clause):
+            self.info[WROTE_KEY] = True
+            return replicas.primary.sync_engine
+        if self.info.get(PRIMARY_KEY) or self.info.get(WROTE_KEY):
             return replicas.primary.sync_engine
         return replicas.reader().sync_engine
+
+
+@event.listens_for(RoutingSession, "after_transaction_end")
+def _transaction_ended(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:  # the session's outermost transaction: committed or not
+        session.info.pop(WROTE_KEY, None)
 
 
 def writes(clause: Any) -> bool:

@@ -26,6 +26,7 @@ from snippets.backends import facts, is_read_only_refusal
 from snippets.demo.models import Team, metadata
 from snippets.lab.latency_proxy import LatencyProxy
 from snippets.lab.replica_pair import START_COMMAND, open_pair, pair_available, replica_pair
+from snippets.lab.timing import eventually
 from snippets.replicas import Replicas, on_primary, read_your_writes, writes
 
 PAIR = replica_pair()
@@ -176,8 +177,8 @@ async def test_reads_go_to_the_primary_while_the_replica_does_not_answer(
         checks = [await routed.check() for _ in range(3)]
         async with routed.sessionmaker()() as session:
             await session.exec(select(Team))
-        proxy.thaw()
-        back = await routed.check()
+        proxy.thaw()  # answers again within a few checks (the thawed proxy has a backlog)
+        back = await eventually(routed.check, lambda answers: answers)
         await replica.dispose()
 
     assert checks == [False, False, False]
@@ -216,3 +217,20 @@ async def test_the_api_reads_from_the_replica_and_writes_to_the_primary(
     assert listed == ["Posted"]
     assert recorded.by_engine["primary"] == ["INSERT"]
     assert recorded.by_engine["replica"] == ["SELECT"]
+
+
+@needs_the_pair
+async def test_a_transaction_that_wrote_reads_its_own_changes_from_the_primary(
+    replicas: Replicas, recorded: Recorded
+) -> None:
+    async with replicas.sessionmaker()() as session:
+        session.add(Team(name="Uncommitted", headquarters="Here"))
+        await session.flush()  # on the primary, in this transaction
+        in_transaction = [team.name for team in (await session.exec(select(Team))).all()]
+        await session.rollback()
+        after_rollback = (await session.exec(select(Team))).all()
+
+    assert in_transaction == ["Uncommitted"]  # the primary had it
+    assert after_rollback == []
+    assert recorded.by_engine["primary"] == ["INSERT", "SELECT"]
+    assert recorded.by_engine["replica"] == ["SELECT"]  # a new transaction reads the replica
