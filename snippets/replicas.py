@@ -176,14 +176,15 @@ class Replicas:
 
     async def wait_for(self, position: str, *, within: float, every: float = 0.01) -> bool:
         """Wait until the replica has applied ``position``, asking every ``every`` seconds for at
-        most ``within`` seconds; ``False`` if it has not (or does not answer) by then."""
+        most ``within`` seconds; ``False`` if it has not by then. A replica that refuses the
+        question is asked again: it may not have a database the primary has just created."""
         deadline = time.monotonic() + within
         while True:
             try:
                 if await self.reached(position):
                     return True
             except (DBAPIError, OSError, TimeoutError):
-                return False
+                pass  # not answering, or not yet the namespace's database (MySQL/MariaDB)
             if time.monotonic() >= deadline:
                 return False
             await asyncio.sleep(every)
