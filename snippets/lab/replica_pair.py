@@ -9,13 +9,13 @@ sets both), a pair that does not answer is an error instead of a reason to skip.
 from __future__ import annotations
 
 import os
-import socket
 
 from sqlalchemy.engine import URL, make_url
 
 from snippets.backends import Backend, backend_of
 from snippets.config import database_url, redact
 from snippets.engine import make_engine, open_engine
+from snippets.lab.served import port_answers
 from snippets.replicas import Replicas
 
 PRIMARY_VARIABLE = "REPLICA_PRIMARY_URL"
@@ -52,11 +52,7 @@ def replica_pair(backend: Backend | None = None) -> tuple[URL, URL] | None:
 
 def answers(url: URL, timeout: float = 1.0) -> bool:
     """Whether something accepts TCP connections at ``url``'s host and port."""
-    try:
-        with socket.create_connection((url.host or "127.0.0.1", url.port or 0), timeout=timeout):
-            return True
-    except OSError:
-        return False
+    return port_answers(url.host or "127.0.0.1", url.port or 0, timeout)
 
 
 def pair_available(pair: tuple[URL, URL]) -> bool:

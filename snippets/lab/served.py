@@ -23,6 +23,15 @@ import httpx
 from snippets.config import PROJECT_ROOT
 
 
+def port_answers(host: str, port: int, timeout: float) -> bool:
+    """Whether something accepts a TCP connection at ``host``:``port`` within ``timeout``."""
+    try:
+        socket.create_connection((host, port), timeout).close()
+    except OSError:
+        return False
+    return True
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 import uuid
 from collections.abc import Callable, Mapping
@@ -29,17 +28,13 @@ from sqlalchemy.engine import make_url
 from taskiq import AsyncBroker, AsyncTaskiqDecoratedTask, AsyncTaskiqTask
 
 from snippets.config import redact
-from snippets.lab.served import LoggedProcess
+from snippets.lab.served import LoggedProcess, port_answers
 
 
 def broker_answers(url: str, timeout: float = 2) -> bool:
     """Whether something accepts a TCP connection at the broker URL's host and port."""
     parsed = make_url(url)
-    try:
-        socket.create_connection((parsed.host or "127.0.0.1", parsed.port or 6379), timeout).close()
-    except OSError:
-        return False
-    return True
+    return port_answers(parsed.host or "127.0.0.1", parsed.port or 6379, timeout)
 
 
 class BrokerUnreachableError(RuntimeError):
