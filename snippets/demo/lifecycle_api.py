@@ -76,6 +76,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from typing import Annotated
 
@@ -115,6 +116,8 @@ from snippets.lab.server import slow_statement
 NAMESPACE_VARIABLE = "LIFECYCLE_NAMESPACE"
 STATEMENT_TIMEOUT_VARIABLE = "LIFECYCLE_STATEMENT_TIMEOUT"
 REQUEST_DEADLINE_VARIABLE = "LIFECYCLE_REQUEST_DEADLINE"
+EVENTS_KEPT = 1000
+"""How many of the latest events ``GET /events`` can list."""
 WORK_AFTER_YIELD = 0.5
 """Seconds of other work the committing dependency does after the endpoint, before committing."""
 
@@ -132,7 +135,7 @@ class RecordResponses:
     """ASGI middleware: appends ``"response sent <path>"`` to ``events`` once the last chunk of a
     response's body has been handed to the server."""
 
-    def __init__(self, app: ASGIApp, events: list[str]) -> None:
+    def __init__(self, app: ASGIApp, events: deque[str]) -> None:
         self.app = app
         self.events = events
 
@@ -232,7 +235,7 @@ def create_app(engine: AsyncEngine | None = None, *, namespace: str | None = Non
     if deadline := os.environ.get(REQUEST_DEADLINE_VARIABLE):
         app.add_middleware(RequestDeadline, seconds=float(deadline))
     app.get("/ready")(readiness)
-    app.state.events = []
+    app.state.events = deque(maxlen=EVENTS_KEPT)  # a long-running server keeps the latest
     app.add_middleware(RecordResponses, events=app.state.events)
 
     @app.get("/events")
