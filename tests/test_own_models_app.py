@@ -121,7 +121,7 @@ async def test_own_session_dependency_overridden_with_a_rolled_back_session(
 def test_starlette_testclient_twice_on_one_module_level_app(namespace: str, run: int) -> None:
     # TestClient runs the app on an event loop of its own, a new one per `with` block. The
     # engine is opened inside the lifespan, on that loop, so each block gets fresh connections.
-    app = create_team_app(lambda: open_engine(namespace=f"{namespace}_tc", fresh=run == 1))
+    app = create_team_app(lambda: open_engine(namespace=f"{namespace}_tc", fresh=True))
     for attempt in range(2):
         with TestClient(app) as client:
             created = client.post("/heroes", json={"alias": f"Run {run}.{attempt}"})
