@@ -45,6 +45,12 @@ class ReplicationFacts:
     pause_replay: str
     """On a replica: stop applying the primary's log (a lag made on purpose)."""
     resume_replay: str
+    lag_seconds: str
+    """On a replica: how many seconds it is behind, as the server itself reports it, in the
+    column ``lag_column`` of the one row returned; ``NULL`` where the server does not know."""
+    lag_column: str
+    lag_known_while_paused: bool
+    """Whether the replica still reports a lag in seconds while its replay is paused."""
 
 
 @dataclass(frozen=True)
@@ -121,6 +127,9 @@ class BackendFacts:
     """``LIMIT -1`` is accepted and means no limit, and a negative ``OFFSET`` counts as 0
     (SQLite). PostgreSQL and MySQL/MariaDB refuse both with an error: a page size taken from the
     query string unchecked is a 500 there and every row here (notebook 13)."""
+    row_level_security: bool = False
+    """Row-level security: a table's policy hides other tenants' rows from a role (PostgreSQL's
+    ``CREATE POLICY``, ``snippets.tenants.row_level_security``)."""
     namespace_kind: Literal["file", "schema", "database"] = "database"
     """What a namespace of ``open_engine`` is: a SQLite file of its own, a PostgreSQL schema
     (first on ``search_path``), a MySQL/MariaDB database (``<database>_<namespace>``)."""
@@ -261,6 +270,7 @@ FACTS: dict[Backend, BackendFacts] = {
         naive_column_refuses_aware=True,
         explicit_id_advances_counter=False,
         namespace_kind="schema",
+        row_level_security=True,
         snapshot_update="serialization failure",
         max_connections_sql="SELECT setting::int FROM pg_settings WHERE name = 'max_connections'",
         default_max_connections=100,
@@ -286,6 +296,12 @@ FACTS: dict[Backend, BackendFacts] = {
             " >= CAST(CAST(:position AS text) AS pg_lsn)",
             pause_replay="SELECT pg_wal_replay_pause()",
             resume_replay="SELECT pg_wal_replay_resume()",
+            # The age of the last transaction replayed, while some received WAL waits to be
+            # replayed; 0 when all of it is (else an idle primary would look ever more behind)
+            lag_seconds="SELECT CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn()"
+            " THEN 0 ELSE EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()) END AS lag",
+            lag_column="lag",
+            lag_known_while_paused=True,
         ),
     ),
     "mysql": BackendFacts(
@@ -319,6 +335,10 @@ FACTS: dict[Backend, BackendFacts] = {
             # The replica keeps receiving the primary's log; it stops applying it
             pause_replay="STOP SLAVE SQL_THREAD",
             resume_replay="START SLAVE SQL_THREAD",
+            # NULL while the applier (the SQL thread) is stopped, whatever the backlog
+            lag_seconds="SHOW SLAVE STATUS",
+            lag_column="Seconds_Behind_Master",
+            lag_known_while_paused=False,
         ),
     ),
 }

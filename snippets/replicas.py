@@ -168,6 +168,15 @@ class Replicas:
         async with self.replica.connect() as conn:
             return str((await conn.execute(text(self._sql.replica_position))).scalar_one())
 
+    async def lag_seconds(self) -> float | None:
+        """How many seconds the replica is behind, as it reports it; ``None`` when it does not
+        know (MySQL/MariaDB while its applier is stopped). A figure for a dashboard: to read
+        your own writes, compare positions (``wait_for``), not seconds."""
+        async with self.replica.connect() as conn:
+            row = (await conn.execute(text(self._sql.lag_seconds))).one()
+        lag = row._mapping[self._sql.lag_column]
+        return None if lag is None else float(lag)
+
     async def reached(self, position: str) -> bool:
         """Whether the replica has applied the primary's log up to ``position``."""
         statement = text(self._sql.replica_reached)

@@ -148,6 +148,7 @@ async def test_a_paused_replica_misses_a_write_and_read_your_writes_reads_the_pr
             stays = await read_your_writes(session, replicas, written_at, within=0.2)
             after = (await session.exec(select(Team))).all()
         reached_while_paused = await replicas.reached(written_at)
+        lag_while_paused = await replicas.lag_seconds()
     finally:
         async with replicas.replica.connect() as conn:
             await conn.execute(text(resume))
@@ -155,9 +156,13 @@ async def test_a_paused_replica_misses_a_write_and_read_your_writes_reads_the_pr
 
     assert from_replica == []  # the replica has not applied the write
     assert not reached_while_paused
+    # PostgreSQL: the age of the last write applied; MariaDB: unknown while replay is paused
+    assert (lag_while_paused is not None) == replication.lag_known_while_paused
+    assert lag_while_paused is None or lag_while_paused > 0
     assert stays is False  # so the session's reads went to the primary
     assert [team.name for team in after] == ["Unseen"]
     assert await replicas.wait_for(written_at, within=30)  # replay resumed: it catches up
+    assert await eventually(replicas.lag_seconds, lambda lag: lag == 0, within=30) == 0
     async with replicas.sessionmaker()() as session:
         assert await read_your_writes(session, replicas, written_at) is True
         assert [team.name for team in (await session.exec(select(Team))).all()] == ["Unseen"]
