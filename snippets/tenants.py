@@ -16,6 +16,11 @@ namespace reaches it: ``Tenants.open_engine(tenant)``, Alembic's ``-x namespace=
 ``snippets.migrations.upgrade_tenants``, which migrates every tenant's schema in turn.
 
 Tenant names are lower-case letters, digits and ``_`` (they become part of a schema name).
+
+PostgreSQL's alternative, row-level security: one set of tables with a tenant column, and a
+policy that shows a role only the rows of the tenant its transaction names.
+``row_level_security(table)`` gives the statements; ``tenant_rows(session, tenant)`` names the
+tenant at the start of each of the session's transactions, for that transaction only.
 """
 
 from __future__ import annotations
@@ -24,8 +29,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import MetaData, text
+from sqlalchemy import Connection, MetaData, event, text
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.orm import Session, SessionTransaction
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from snippets.backends import facts
@@ -33,6 +39,8 @@ from snippets.engine import delete_sqlite_files, make_engine, namespaced_url, op
 from snippets.tables import create_tables
 
 TENANT_NAME = re.compile(r"[a-z][a-z0-9_]{0,29}")
+TENANT_SETTING = "app.tenant"
+"""The setting that names a transaction's tenant for row-level security."""
 
 
 class UnknownTenantError(LookupError):
@@ -147,3 +155,38 @@ class Tenants:
         for engine in self._engines.values():
             await engine.dispose()
         self._engines.clear()
+
+
+def row_level_security(
+    table: str, *, column: str = "tenant", setting: str = TENANT_SETTING
+) -> list[str]:
+    """PostgreSQL statements that show and let write only the rows of ``table`` whose ``column``
+    is the tenant the transaction's ``setting`` names (``tenant_rows``). ``FORCE`` makes the
+    table's owner obey the policy too; superusers and ``BYPASSRLS`` roles never do, so the
+    application must connect as a role that is neither. Without the setting a query fails
+    (``unrecognized configuration parameter``) on a connection that never had it, and finds no
+    rows on one that had it in an earlier transaction (it is then empty, not missing)."""
+    same_tenant = f"{column} = current_setting('{setting}')"
+    return [
+        f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY",
+        f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY",
+        f"CREATE POLICY {table}_tenant_rows ON {table} "
+        f"USING ({same_tenant}) WITH CHECK ({same_tenant})",
+    ]
+
+
+def tenant_rows(
+    session: AsyncSession, tenant: str, *, setting: str = TENANT_SETTING
+) -> AsyncSession:
+    """Make every transaction of ``session`` name ``tenant`` first (PostgreSQL), for that
+    transaction only (``set_config(..., true)``, as ``SET LOCAL``): the connection goes back to
+    the pool without it, so the next session that gets it cannot inherit the tenant."""
+    if not TENANT_NAME.fullmatch(tenant):
+        raise UnknownTenantError(f"not a tenant name: {tenant[:40]!r}")
+    name_the_tenant = text("SELECT set_config(:setting, :tenant, true)")
+
+    def set_tenant(_: Session, __: SessionTransaction, connection: Connection) -> None:
+        connection.execute(name_the_tenant, {"setting": setting, "tenant": tenant})
+
+    event.listen(session.sync_session, "after_begin", set_tenant)
+    return session

@@ -12,18 +12,23 @@ import pytest
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from fastapi import Depends, FastAPI
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlalchemy.orm import selectinload
 from sqlmodel import func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from snippets.api import TENANT_HEADER, tenant_session
 from snippets.backends import facts
-from snippets.config import PROJECT_ROOT
+from snippets.config import PROJECT_ROOT, database_url
 from snippets.demo.models import Hero, Team, metadata
+from snippets.demo.shared_tables import SharedTablesModel, TenantTeam
+from snippets.lab.server import application_role
 from snippets.migrations import current_revisions, upgrade_tenants
 from snippets.relationships import rel
-from snippets.tenants import Tenants, UnknownTenantError
+from snippets.session import make_sessionmaker
+from snippets.tables import create_tables
+from snippets.tenants import Tenants, UnknownTenantError, row_level_security, tenant_rows
 
 
 @pytest.fixture
@@ -153,3 +158,73 @@ async def test_migrations_upgrade_every_tenant_in_its_own_schema(
     assert revisions == {"north": (head,), "south": (head,)}
     assert south_teams == []
     assert default_revisions == ()  # the test's own namespace was never migrated
+
+
+needs_row_level_security = pytest.mark.skipif(
+    not facts(database_url()).row_level_security,
+    reason="row-level security is PostgreSQL's: run with DATABASE_URL=postgresql+asyncpg://...",
+)
+
+
+@pytest.fixture
+async def shared_teams(engine: AsyncEngine, namespace: str) -> AsyncIterator[AsyncEngine]:
+    """``tenant_team`` with rows of two tenants and its policy; an engine for a role that is
+    neither superuser nor owner (the test's own, by its namespace)."""
+    await create_tables(engine, SharedTablesModel.metadata)
+    async with make_sessionmaker(engine)() as session:
+        session.add_all(
+            TenantTeam(tenant=tenant, name=name)
+            for tenant, name in (("alpha", "A1"), ("alpha", "A2"), ("beta", "B1"))
+        )
+        await session.commit()
+    async with engine.begin() as conn:
+        for statement in row_level_security("tenant_team"):
+            await conn.exec_driver_sql(statement)
+    application = await application_role(engine, namespace, f"{namespace}_app")
+    yield application
+    await application.dispose()
+
+
+async def names_seen(sessions: async_sessionmaker[AsyncSession], tenant: str) -> list[str]:
+    async with sessions() as session:
+        tenant_rows(session, tenant)
+        return sorted((await session.exec(select(TenantTeam.name))).all())
+
+
+@needs_row_level_security
+async def test_row_level_security_shows_each_tenant_its_rows_only(
+    engine: AsyncEngine, shared_teams: AsyncEngine
+) -> None:
+    sessions = make_sessionmaker(shared_teams)
+    assert await names_seen(sessions, "alpha") == ["A1", "A2"]
+    assert await names_seen(sessions, "beta") == ["B1"]
+
+    async with sessions() as session:
+        tenant_rows(session, "alpha")
+        session.add(TenantTeam(tenant="beta", name="Sneaked in"))
+        with pytest.raises(DBAPIError, match="violates row-level security policy"):
+            await session.commit()
+
+    # The superuser who made the table is not held by the policy: it sees every tenant
+    async with make_sessionmaker(engine)() as session:
+        assert len((await session.exec(select(TenantTeam))).all()) == 3
+
+
+@needs_row_level_security
+async def test_row_level_security_without_the_tenant_fails_then_finds_nothing(
+    shared_teams: AsyncEngine,
+) -> None:
+    sessions = make_sessionmaker(shared_teams)
+    async with sessions() as session:
+        with pytest.raises(DBAPIError, match="unrecognized configuration parameter"):
+            await session.exec(select(TenantTeam))
+    assert await names_seen(sessions, "beta") == ["B1"]
+    # The same pooled connection, after a transaction that named a tenant: the setting is now
+    # empty, not missing, and the query quietly finds nothing
+    async with sessions() as session:
+        assert (await session.exec(select(TenantTeam))).all() == []
+
+
+def test_tenant_rows_refuses_a_name_that_cannot_be_a_tenant() -> None:
+    with pytest.raises(UnknownTenantError, match="not a tenant name"):
+        tenant_rows(AsyncSession(), "Robert'); DROP TABLE")

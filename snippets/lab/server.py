@@ -3,12 +3,14 @@
 A statement that runs for as long as asked (``slow_statement``), the statements running on the
 server right now (``running_statements``), connections ended from outside, as a restart or
 a proxy would end them (``kill_connections``), and the connections a namespace has open on the
-server, from any process (``namespace_connections``). Each is built from the SQL that
+server, from any process (``namespace_connections``), and a login role with no more rights than
+an application's (``application_role``). Each is built from the SQL that
 ``snippets.backends.BackendFacts`` holds for the backend, so nothing here branches on it.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from sqlalchemy import TextClause, text
@@ -24,7 +26,7 @@ from snippets.backends import (
     facts,
     mysql_error_code,
 )
-from snippets.engine import namespaced_url
+from snippets.engine import make_engine, namespaced_url
 
 
 def slow_statement(
@@ -109,3 +111,31 @@ async def namespace_connection_ids(admin: AsyncEngine, namespace: str) -> list[i
     )
     async with admin.connect() as conn:
         return [int(row[0]) for row in await conn.execute(text(sql), {"name": name})]
+
+
+async def application_role(engine: AsyncEngine, namespace: str, role: str) -> AsyncEngine:
+    """An engine that connects as ``role``, a login role that is neither a superuser nor the
+    owner of ``namespace``'s tables, allowed to read and write them (PostgreSQL). The role is
+    made if missing and kept: a role belongs to the whole server, not to one schema.
+
+    Raises:
+        ValueError: on a backend without roles to log in as this way (SQLite, MySQL/MariaDB).
+    """
+    if facts(engine).namespace_kind != "schema":
+        raise ValueError(f"{facts(engine).label}: application_role is for PostgreSQL")
+    for name in (role, namespace):  # they go into the SQL as they are
+        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", name):
+            raise ValueError(f"not a plain lower-case SQL name: {name!r}")
+    schema = namespace
+    async with engine.begin() as conn:
+        # Several processes may make it at once: the loser's error is not an error here
+        await conn.exec_driver_sql(
+            f"DO $$ BEGIN CREATE ROLE {role} LOGIN; "
+            "EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$"
+        )
+        await conn.exec_driver_sql(f"GRANT USAGE ON SCHEMA {schema} TO {role}")
+        await conn.exec_driver_sql(
+            f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role}"
+        )
+        await conn.exec_driver_sql(f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA {schema} TO {role}")
+    return make_engine(engine.url.set(username=role), namespace=namespace)
