@@ -39,6 +39,7 @@ from snippets.engine import delete_sqlite_files, make_engine, namespaced_url, op
 from snippets.tables import create_tables
 
 TENANT_NAME = re.compile(r"[a-z][a-z0-9_]{0,29}")
+SQL_NAME = re.compile(r"[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?")
 TENANT_SETTING = "app.tenant"
 """The setting that names a transaction's tenant for row-level security."""
 
@@ -166,6 +167,9 @@ def row_level_security(
     application must connect as a role that is neither. Without the setting a query fails
     (``unrecognized configuration parameter``) on a connection that never had it, and finds no
     rows on one that had it in an earlier transaction (it is then empty, not missing)."""
+    for name in (table, column, setting):  # they go into the SQL as they are
+        if not SQL_NAME.fullmatch(name):
+            raise ValueError(f"not a plain lower-case SQL name: {name!r}")
     same_tenant = f"{column} = current_setting('{setting}')"
     return [
         f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY",
@@ -180,9 +184,12 @@ def tenant_rows(
 ) -> AsyncSession:
     """Make every transaction of ``session`` name ``tenant`` first (PostgreSQL), for that
     transaction only (``set_config(..., true)``, as ``SET LOCAL``): the connection goes back to
-    the pool without it, so the next session that gets it cannot inherit the tenant."""
+    the pool without it, so the next session that gets it cannot inherit the tenant. Call it
+    before the session's first statement."""
     if not TENANT_NAME.fullmatch(tenant):
         raise UnknownTenantError(f"not a tenant name: {tenant[:40]!r}")
+    if session.in_transaction():
+        raise ValueError("tenant_rows: the session has begun a transaction without the tenant")
     name_the_tenant = text("SELECT set_config(:setting, :tenant, true)")
 
     def set_tenant(_: Session, __: SessionTransaction, connection: Connection) -> None:

@@ -228,3 +228,18 @@ async def test_row_level_security_without_the_tenant_fails_then_finds_nothing(
 def test_tenant_rows_refuses_a_name_that_cannot_be_a_tenant() -> None:
     with pytest.raises(UnknownTenantError, match="not a tenant name"):
         tenant_rows(AsyncSession(), "Robert'); DROP TABLE")
+
+
+def test_row_level_security_refuses_a_name_it_would_write_into_sql_as_is() -> None:
+    assert len(row_level_security("tenant_team")) == 3
+    with pytest.raises(ValueError, match="not a plain lower-case SQL name"):
+        row_level_security("team; DROP TABLE team")
+    with pytest.raises(ValueError, match="not a plain lower-case SQL name"):
+        row_level_security("tenant_team", setting="app.tenant')--")
+
+
+async def test_tenant_rows_refuses_a_session_that_has_begun(engine: AsyncEngine) -> None:
+    async with make_sessionmaker(engine)() as session:
+        await session.connection()  # a transaction has begun, without the tenant
+        with pytest.raises(ValueError, match="has begun a transaction without the tenant"):
+            tenant_rows(session, "alpha")

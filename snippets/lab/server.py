@@ -116,7 +116,8 @@ async def namespace_connection_ids(admin: AsyncEngine, namespace: str) -> list[i
 async def application_role(engine: AsyncEngine, namespace: str, role: str) -> AsyncEngine:
     """An engine that connects as ``role``, a login role that is neither a superuser nor the
     owner of ``namespace``'s tables, allowed to read and write them (PostgreSQL). The role is
-    made if missing and kept: a role belongs to the whole server, not to one schema.
+    made if missing and kept: a role belongs to the whole server, not to one schema. It has no
+    password: the servers of this guide trust loopback connections.
 
     Raises:
         ValueError: on a backend without roles to log in as this way (SQLite, MySQL/MariaDB).
@@ -126,16 +127,15 @@ async def application_role(engine: AsyncEngine, namespace: str, role: str) -> As
     for name in (role, namespace):  # they go into the SQL as they are
         if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", name):
             raise ValueError(f"not a plain lower-case SQL name: {name!r}")
-    schema = namespace
     async with engine.begin() as conn:
         # Several processes may make it at once: the loser's error is not an error here
         await conn.exec_driver_sql(
             f"DO $$ BEGIN CREATE ROLE {role} LOGIN; "
             "EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$"
         )
-        await conn.exec_driver_sql(f"GRANT USAGE ON SCHEMA {schema} TO {role}")
+        await conn.exec_driver_sql(f"GRANT USAGE ON SCHEMA {namespace} TO {role}")
         await conn.exec_driver_sql(
-            f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role}"
+            f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {namespace} TO {role}"
         )
-        await conn.exec_driver_sql(f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA {schema} TO {role}")
+        await conn.exec_driver_sql(f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA {namespace} TO {role}")
     return make_engine(engine.url.set(username=role), namespace=namespace)
