@@ -9,6 +9,7 @@ they are never skipped because of it.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -45,10 +46,15 @@ def pytest_report_header() -> str:
     return f"database: {shown_url(database_url())}"
 
 
+NAMESPACE_PREFIX_VARIABLE = "TEST_NAMESPACE_PREFIX"
+"""Another prefix than ``test`` for the namespaces: chapter 09 runs tests in a subprocess with its
+own, so that they never share a namespace with a ``pytest`` run of yours on the same server."""
+
+
 @pytest.fixture
 def namespace(worker_id: str) -> str:
     """This worker's namespace: ``test_master`` without xdist, ``test_gw0`` ... with it."""
-    return f"test_{worker_id}"
+    return f"{os.environ.get(NAMESPACE_PREFIX_VARIABLE, 'test')}_{worker_id}"
 
 
 @pytest.fixture
