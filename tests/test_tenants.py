@@ -169,7 +169,7 @@ needs_row_level_security = pytest.mark.skipif(
 @pytest.fixture
 async def shared_teams(engine: AsyncEngine, namespace: str) -> AsyncIterator[AsyncEngine]:
     """``tenant_team`` with rows of two tenants and its policy; an engine for a role that is
-    neither superuser nor owner (the test's own, by its namespace)."""
+    neither superuser nor owner (the test's own, by its namespace, dropped afterwards)."""
     await create_tables(engine, SharedTablesModel.metadata)
     async with make_sessionmaker(engine)() as session:
         session.add_all(
@@ -180,9 +180,13 @@ async def shared_teams(engine: AsyncEngine, namespace: str) -> AsyncIterator[Asy
     async with engine.begin() as conn:
         for statement in row_level_security("tenant_team"):
             await conn.exec_driver_sql(statement)
-    application = await application_role(engine, namespace, f"{namespace}_app")
+    role = f"{namespace}_app"
+    application = await application_role(engine, namespace, role)
     yield application
     await application.dispose()
+    async with engine.begin() as conn:  # a role is the whole server's: not left behind
+        await conn.exec_driver_sql(f"DROP OWNED BY {role}")
+        await conn.exec_driver_sql(f"DROP ROLE {role}")
 
 
 async def names_seen(sessions: async_sessionmaker[AsyncSession], tenant: str) -> list[str]:
