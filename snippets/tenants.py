@@ -48,6 +48,13 @@ class UnknownTenantError(LookupError):
     """The name is not a tenant's (or not a valid tenant name at all)."""
 
 
+def checked_tenant(tenant: str) -> str:
+    """``tenant``, if it can be a tenant's name; else an ``UnknownTenantError``."""
+    if not TENANT_NAME.fullmatch(tenant):
+        raise UnknownTenantError(f"not a tenant name: {tenant[:40]!r}")
+    return tenant
+
+
 class Tenants:
     """The tenants of one database, each a schema (a database on MySQL/MariaDB, a file on
     SQLite) named ``prefix`` + the tenant's name."""
@@ -65,9 +72,7 @@ class Tenants:
         """``tenant``'s namespace of ``snippets.engine`` (``prefix`` + name), within this
         object's engine's: ``open_engine`` and ``upgrade_tenants`` reach the tenant by it. A bad
         name is an ``UnknownTenantError``."""
-        if not TENANT_NAME.fullmatch(tenant):
-            raise UnknownTenantError(f"not a tenant name: {tenant[:40]!r}")
-        return f"{self.prefix}{tenant}"
+        return f"{self.prefix}{checked_tenant(tenant)}"
 
     def schema(self, tenant: str) -> str:
         """The schema ``tenant``'s tables are in: its namespace's schema on PostgreSQL, its
@@ -186,8 +191,7 @@ def tenant_rows(
     transaction only (``set_config(..., true)``, as ``SET LOCAL``): the connection goes back to
     the pool without it, so the next session that gets it cannot inherit the tenant. Call it
     before the session's first statement."""
-    if not TENANT_NAME.fullmatch(tenant):
-        raise UnknownTenantError(f"not a tenant name: {tenant[:40]!r}")
+    checked_tenant(tenant)
     if session.in_transaction():
         raise ValueError("tenant_rows: the session has begun a transaction without the tenant")
     name_the_tenant = text("SELECT set_config(:setting, :tenant, true)")
