@@ -196,6 +196,13 @@ class BackendFacts:
     aiomysql sends ``SET autocommit`` at checkout and again at return, more round trips than
     the implicit transaction it would avoid (MySQL/MariaDB need no ``BEGIN``): measured in
     notebook 08, a read was about 1.4x slower that way on MariaDB and 2.2x faster on PostgreSQL."""
+    refuses_io_outside_greenlet: bool = False
+    """The driver's dialect refuses a statement outside SQLAlchemy's async bridge (a lazy load
+    in async code) with one clean ``MissingGreenlet`` and nothing left behind: asyncpg's closes
+    the coroutine it had made. aiosqlite's and aiomysql's do not (a ``StatementError``, or a
+    driver coroutine never awaited, warned about on stderr later), so ``make_engine`` installs
+    its ``before_execute`` guard there only: an engine event is paid for at every statement
+    (chapter 14 measures it)."""
     copies_rows: bool = False
     """The server loads rows from a binary ``COPY`` stream, the fastest way in (PostgreSQL,
     through asyncpg's ``copy_records_to_table``; ``snippets.bulk.bulk_insert``)."""
@@ -277,6 +284,7 @@ FACTS: dict[Backend, BackendFacts] = {
         idle_timeout_variable=None,
         pooled_by_pgbouncer=True,
         copies_rows=True,
+        refuses_io_outside_greenlet=True,
         default_port=5432,
         namespace_connections_sql=(
             "SELECT pid FROM pg_stat_activity WHERE application_name = :name"

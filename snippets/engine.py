@@ -273,8 +273,10 @@ def make_engine(
     if statement_timeout is not None:
         _limit_statement_time(engine, statement_timeout)
     _log_lost_connections_in_one_line(engine)
-    # On every backend: a lazy load is one clean MissingGreenlet, raised before the driver.
-    event.listen(engine.sync_engine, "before_execute", refuse_io_outside_greenlet)
+    # On every backend a lazy load is one clean MissingGreenlet; where the driver's dialect
+    # does not make it one, this guard raises it before the driver is called.
+    if not backend_facts.refuses_io_outside_greenlet:
+        event.listen(engine.sync_engine, "before_execute", refuse_io_outside_greenlet)
     return engine
 
 

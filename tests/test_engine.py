@@ -12,7 +12,17 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Column, ForeignKey, Integer, MetaData, Table, create_engine, insert, text
+from sqlalchemy import (
+    Column,
+    ForeignKey,
+    Integer,
+    MetaData,
+    Table,
+    create_engine,
+    event,
+    insert,
+    text,
+)
 from sqlalchemy.exc import DBAPIError, IntegrityError, MissingGreenlet, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel import select
@@ -26,9 +36,10 @@ from snippets import (
     open_engine,
     table_names,
 )
+from snippets.backends import facts
 from snippets.demo.models import Hero, Team
 from snippets.demo.models import metadata as demo_metadata
-from snippets.engine import namespaced_url
+from snippets.engine import namespaced_url, refuse_io_outside_greenlet
 
 SECRET = "s3cr3t-pw"
 
@@ -221,6 +232,13 @@ async def test_lazy_load_is_one_clean_error(
         gc.collect()
     assert not [w for w in caught if issubclass(w.category, RuntimeWarning)], caught
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.records
+
+
+def test_the_guard_is_installed_where_the_driver_leaves_leftovers(engine: AsyncEngine) -> None:
+    """An engine event costs every statement something: the guard is there only where the
+    driver's dialect would not refuse the lazy load cleanly (the test above, on each backend)."""
+    guarded = event.contains(engine.sync_engine, "before_execute", refuse_io_outside_greenlet)
+    assert guarded is not facts(engine).refuses_io_outside_greenlet
 
 
 async def test_create_tables_says_an_async_engine_is_needed(tmp_path: Path) -> None:
