@@ -29,7 +29,7 @@ from sqlalchemy import MetaData, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from snippets.api import get_read_session, get_session
+from snippets.api import Sessions, get_read_session, get_session, get_sessions
 from snippets.backends import facts
 
 
@@ -56,6 +56,7 @@ async def api_client(
     dependency: Callable[..., Any] | Sequence[Callable[..., Any]] = (
         get_session,
         get_read_session,
+        get_sessions,
     ),
 ) -> AsyncIterator[httpx.AsyncClient]:
     """Call ``app`` in-process, lifespan included.
@@ -63,17 +64,23 @@ async def api_client(
     Args:
         session: when given, every request gets it instead of what ``dependency`` gives.
         dependency: the app's session dependencies to override (the functions its routes name
-            in ``Depends``); ``snippets.api.get_session`` and ``get_read_session`` by default,
-            so that reads see the test's uncommitted writes.
+            in ``Depends``); ``snippets.api.get_session``, ``get_read_session`` and
+            ``get_sessions`` by default, so that reads see the test's uncommitted writes.
+            ``get_sessions`` is given ``Sessions.sharing(session)``; any other dependency the
+            session itself.
     """
     overridden = [dependency] if callable(dependency) else list(dependency)
     if session is not None:
+        shared = Sessions.sharing(session)
 
         async def override() -> AsyncIterator[AsyncSession]:
             yield session
 
+        async def sharing() -> Sessions:
+            return shared
+
         for replaced in overridden:
-            app.dependency_overrides[replaced] = override
+            app.dependency_overrides[replaced] = sharing if replaced is get_sessions else override
     try:
         async with (
             LifespanManager(app) as manager,

@@ -27,13 +27,14 @@ from snippets.api import (
     ReadSessionDep,
     RequestDeadline,
     SessionDep,
+    SessionsDep,
     database_lifespan,
     error_code,
     get_read_session,
     get_session,
     run_in_own_session,
 )
-from snippets.backends import FACTS, backend_of, is_connection_failure
+from snippets.backends import FACTS, backend_of, facts, is_connection_failure
 from snippets.config import database_url
 from snippets.demo.heroes_api import MAX_BODY, MAX_PAGE, create_app
 from snippets.demo.heroes_page import create_air_app
@@ -375,6 +376,15 @@ async def gated_app(namespace: str, *, pool_size: int, pool_timeout: float) -> A
         await gated.holding.wait()
         return number
 
+    @gated.app.get("/hold-opened/{number}")
+    async def hold_opened(number: int, sessions: SessionsDep) -> int:
+        async with sessions.reading() as session:  # the same, opened by the endpoint
+            gated.admitted.append(number)
+            await session.exec(select(func.count()).select_from(Hero))
+            gated.held.put_nowait(number)
+            await gated.holding.wait()
+        return number
+
     try:
         async with api_client(gated.app) as gated.client:
             yield gated
@@ -382,15 +392,22 @@ async def gated_app(namespace: str, *, pool_size: int, pool_timeout: float) -> A
         await engine.dispose()
 
 
-async def test_requests_beyond_the_pool_wait_their_turn_in_order(namespace: str) -> None:
+HOLDING_ROUTES = pytest.mark.parametrize("route", ["/hold", "/hold-opened"])
+"""The gate's guarantees, for a yield dependency and for a session the endpoint opens."""
+
+
+@HOLDING_ROUTES
+async def test_requests_beyond_the_pool_wait_their_turn_in_order(
+    namespace: str, route: str
+) -> None:
     async with gated_app(namespace, pool_size=2, pool_timeout=30) as gated:
         client = gated.client
-        requests = [asyncio.create_task(client.get(f"/hold/{n}")) for n in (0, 1)]
+        requests = [asyncio.create_task(client.get(f"{route}/{n}")) for n in (0, 1)]
         async with asyncio.timeout(10):  # both hold a connection of the pool
             await gated.held.get()
             await gated.held.get()
         for number in range(2, 8):  # six more wait in line, arriving in this order
-            requests.append(asyncio.create_task(client.get(f"/hold/{number}")))
+            requests.append(asyncio.create_task(client.get(f"{route}/{number}")))
             await asyncio.sleep(0.01)
         assert gated.app.state.connection_gate.places.locked()
         gated.holding.set()
@@ -400,22 +417,89 @@ async def test_requests_beyond_the_pool_wait_their_turn_in_order(namespace: str)
     assert gated.admitted[2:] == [2, 3, 4, 5, 6, 7]  # the six waiting ones, first come first served
 
 
+@HOLDING_ROUTES
 async def test_a_request_that_waits_past_the_pool_timeout_gets_503_retry_after(
-    namespace: str,
+    namespace: str, route: str
 ) -> None:
     async with gated_app(namespace, pool_size=1, pool_timeout=0.3) as gated:
-        first = asyncio.create_task(gated.client.get("/hold/1"))
+        first = asyncio.create_task(gated.client.get(f"{route}/1"))
         async with asyncio.timeout(10):  # the first holds the pool's only connection
             await gated.held.get()
-        busy = await gated.client.get("/hold/2")  # waits 0.3 s in line, then gives up
+        busy = await gated.client.get(f"{route}/2")  # waits 0.3 s in line, then gives up
         gated.holding.set()
         assert (await first).status_code == 200
-        after = await gated.client.get("/hold/3")
+        after = await gated.client.get(f"{route}/3")
     assert busy.status_code == 503
     assert busy.headers["retry-after"] == "1"
     assert busy.json() == {"detail": "The database is busy; try again shortly."}
     assert after.status_code == 200  # the place was given back
     assert gated.admitted == [1, 3]
+
+
+async def test_sessions_the_endpoint_opens_are_closed_before_the_response(
+    namespace: str,
+) -> None:
+    """``SessionsDep``: the connection is back in the pool when the block ends, inside the
+    endpoint; a ``yield`` dependency's is held until the response has been sent. Reads run in
+    ``AUTOCOMMIT`` where the switch is free; a write not committed is rolled back."""
+    engine = await open_engine(namespace=namespace, fresh=True)
+    app = FastAPI(lifespan=database_lifespan(engine, metadata=metadata))
+
+    @app.get("/opened")
+    async def opened(sessions: SessionsDep) -> dict[str, object]:
+        async with sessions.reading() as session:
+            connection = await session.connection()
+            mode = connection.sync_connection.get_execution_options().get("isolation_level")
+            inside = engine.pool.checkedout()  # type: ignore[attr-defined]
+        return {"mode": mode, "inside": inside, "after": engine.pool.checkedout()}  # type: ignore[attr-defined]
+
+    @app.get("/dependency")
+    async def dependency(session: ReadSessionDep) -> dict[str, object]:
+        await session.exec(select(func.count()).select_from(Hero))
+        return {"after": engine.pool.checkedout()}  # type: ignore[attr-defined]
+
+    @app.post("/teams/{name}")
+    async def add_team(name: str, sessions: SessionsDep, commit: bool = True) -> int:
+        async with sessions.writing() as session:
+            session.add(Team(name=name, headquarters="HQ"))
+            if commit:
+                await session.commit()
+        async with sessions.reading() as session:
+            return len((await session.exec(select(Team))).all())
+
+    try:
+        async with api_client(app) as client:
+            opened_answer = (await client.get("/opened")).json()
+            dependency_answer = (await client.get("/dependency")).json()
+            committed = (await client.post("/teams/Kept")).json()
+            not_committed = (await client.post("/teams/Dropped", params={"commit": False})).json()
+    finally:
+        await engine.dispose()
+    free = facts(engine).free_autocommit_switch
+    assert opened_answer == {"mode": "AUTOCOMMIT" if free else None, "inside": 1, "after": 0}
+    assert dependency_answer == {"after": 1}  # still held while the endpoint returns
+    assert (committed, not_committed) == (1, 1)
+
+
+async def test_api_client_gives_sessions_dep_the_tests_session(
+    engine: AsyncEngine, session: AsyncSession
+) -> None:
+    """With a session, ``api_client`` makes every ``SessionsDep`` block use it, unclosed: the
+    endpoint's uncommitted write is seen by the test, and rolled back with it."""
+    app = FastAPI(lifespan=database_lifespan(engine))
+
+    @app.post("/teams/{name}")
+    async def add_team(name: str, sessions: SessionsDep) -> int:
+        async with sessions.writing() as writing:
+            writing.add(Team(name=name, headquarters="HQ"))
+            await writing.flush()
+        async with sessions.reading() as reading:
+            return len((await reading.exec(select(Team))).all())
+
+    async with api_client(app, session) as client:
+        assert (await client.post("/teams/One")).json() == 1
+        assert (await client.post("/teams/Two")).json() == 2
+    assert len((await session.exec(select(Team))).all()) == 2  # the test's session, still open
 
 
 async def test_the_pool_serves_a_newcomer_first_and_the_gate_keeps_the_order(

@@ -4,7 +4,10 @@ on the configured backend (in-process: uvicorn and wrk are the benchmark's, not 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 
 import httpx
@@ -196,3 +199,40 @@ async def test_burst_writes_every_request_before_reading_any() -> None:
     async with server:
         statuses = await web_bench.burst(f"http://127.0.0.1:{port}/db", clients=clients)
     assert sorted(statuses) == [0] + [200] * (clients - 1)
+
+
+def test_a_target_that_could_not_be_measured_is_missed() -> None:
+    """A sync app that served nothing gives no ratio: the target says MISSED, not met."""
+    from tools.bench_web import Point, add_ratios, check_targets
+
+    def point(variant: str, rps: float, latency: float = 0.0) -> Point:
+        return Point(variant, "db", 64, latency, rps, [rps], 10.0, 20.0, 0)
+
+    points = [point("raw", 1000), point("guide", 500), point("tuned", 500)]
+    points += [point("guide", 300, 2.0), point("tuned", 900, 2.0), point("sync", 0, 2.0)]
+    add_ratios(points)
+    met = {name: met for name, _, _, met in check_targets(points, 2.0)}
+    assert met["guide db c=64 / raw"]  # 0.5 >= 0.4
+    assert not met["tuned db c=64 / raw"]  # 0.5 < 0.6
+    assert met["guide db c=64 p99 / raw p99"]
+    assert not met["guide db c=64, 2 ms away / sync"]
+    assert not met["tuned db c=64, 2 ms away / sync"]
+
+
+@pytest.mark.parametrize(("setting", "frozen"), [("tuned", True), ("default", False)])
+def test_the_served_app_tunes_its_garbage_collector_unless_told(setting: str, frozen: bool) -> None:
+    """In a process of its own: the tuning is process-wide, and this one runs other tests."""
+    probe = (
+        "import gc; from snippets.lab.web_bench import served_app; app = served_app(); "
+        "print(type(app).__name__, gc.get_freeze_count() > 0, gc.get_threshold()[0])"
+    )
+    variables = {web_bench.VARIANT_VARIABLE: "guide", web_bench.GC_VARIABLE: setting}
+    printed = subprocess.run(
+        [sys.executable, "-c", probe],
+        env={**os.environ, **variables},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.split()
+    assert printed == ["FastAPI", str(frozen), "10000" if frozen else "700"]

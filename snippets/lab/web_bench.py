@@ -14,10 +14,11 @@ rows of ``id`` and ``randomnumber``) and ``fortune`` (12 messages):
 The same tests, four ways (``make bench-web`` serves each with uvicorn and loads it with wrk):
 
 * ``raw``: the driver alone (asyncpg, aiomysql, aiosqlite), a pool of its own: the baseline;
-* ``guide``: what chapters 02 and 08 teach: ``database_lifespan``, ``ReadSessionDep`` for
-  reads and ``SessionDep`` for writes (both behind its connection gate), ORM statements built
-  once and executed with ``session.exec(statement, params=...)``, ORM changes (without
-  autoflush in the read-modify loop) and a commit, response models;
+* ``guide``: what chapters 02 and 08 teach: ``database_lifespan``, sessions opened by the
+  endpoint from ``SessionsDep`` (``reading()`` for reads, ``writing()`` for writes, behind its
+  connection gate), ORM statements built once and executed with ``session.exec(statement,
+  params=...)``, ORM changes (without autoflush in the read-modify loop) and a commit,
+  response models;
 * ``tuned``: Core statements of columns built once, reads on an engine of their own whose
   connections stay in ``AUTOCOMMIT`` (no ``BEGIN``/``ROLLBACK``, no switch at each checkout),
   writes on the guide's engine, one ``executemany`` for the updates, each pool behind a gate;
@@ -60,9 +61,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from snippets import open_engine
 from snippets.api import (
     ConnectionGate,
-    ReadSessionDep,
-    SessionDep,
+    SessionsDep,
     database_lifespan,
+    freeze_startup_objects,
     turn_at,
 )
 from snippets.backends import Backend, backend_of, facts
@@ -197,38 +198,43 @@ def world_public(world: World) -> dict[str, int]:
 
 
 def create_guide_app(engine: AsyncEngine | None = None) -> FastAPI:
-    """The guide's way (chapters 02 and 08): ORM reads and writes in a session per request;
-    reads in ``ReadSessionDep`` (no ``BEGIN``/``ROLLBACK``), statements built once, a
-    read-modify loop without autoflush (one batched ``UPDATE`` at the commit)."""
+    """The guide's way (chapters 02 and 08): ORM reads and writes in sessions the endpoint
+    opens from ``SessionsDep`` (no ``yield`` dependency); reads in ``sessions.reading()`` (no
+    ``BEGIN``/``ROLLBACK``), statements built once, a read-modify loop without autoflush (one
+    batched ``UPDATE`` at the commit)."""
     app = FastAPI(lifespan=database_lifespan(engine or open_bench_engine))
 
     async def one_world(session: AsyncSession) -> World:
         return (await session.exec(WORLD_BY_ID, params={"id": random_id()})).one()
 
     @app.get("/db", response_model=WorldPublic)
-    async def single(session: ReadSessionDep) -> dict[str, int]:
-        return world_public(await one_world(session))
+    async def single(sessions: SessionsDep) -> dict[str, int]:
+        async with sessions.reading() as session:
+            return world_public(await one_world(session))
 
     @app.get("/queries", response_model=list[WorldPublic])
-    async def queries(session: ReadSessionDep, queries: Queries = 1) -> list[dict[str, int]]:
-        return [world_public(await one_world(session)) for _ in range(queries)]
+    async def queries(sessions: SessionsDep, queries: Queries = 1) -> list[dict[str, int]]:
+        async with sessions.reading() as session:
+            return [world_public(await one_world(session)) for _ in range(queries)]
 
     @app.get("/fortunes", response_class=HTMLResponse)
-    async def fortunes(session: ReadSessionDep) -> str:
-        rows = (await session.exec(EVERY_FORTUNE)).all()
+    async def fortunes(sessions: SessionsDep) -> str:
+        async with sessions.reading() as session:
+            rows = (await session.exec(EVERY_FORTUNE)).all()
         return fortunes_page([(row.id, row.message) for row in rows])
 
     @app.get("/updates", response_model=list[WorldPublic])
-    async def updates(session: SessionDep, queries: Queries = 1) -> list[dict[str, int]]:
+    async def updates(sessions: SessionsDep, queries: Queries = 1) -> list[dict[str, int]]:
         changed = []
-        # Without it, each read would first flush the previous world's change: a read and
-        # a write per world, alternating. With it, the commit sends one batched UPDATE.
-        with session.no_autoflush:
-            for _ in range(queries):
-                world = await one_world(session)
-                world.randomnumber = random_id()
-                changed.append(world_public(world))
-        await session.commit()
+        async with sessions.writing() as session:
+            # Without it, each read would first flush the previous world's change: a read and
+            # a write per world, alternating. With it, the commit sends one batched UPDATE.
+            with session.no_autoflush:
+                for _ in range(queries):
+                    world = await one_world(session)
+                    world.randomnumber = random_id()
+                    changed.append(world_public(world))
+            await session.commit()
         return changed
 
     return app
@@ -618,15 +624,38 @@ VARIANTS = ("raw", "guide", "tuned", "sync")
 # serving and loading them for real
 
 
+VARIANT_VARIABLE = "WEB_BENCH_VARIANT"
+GC_VARIABLE = "WEB_BENCH_GC"
+"""``tuned`` (the default): the served app calls ``snippets.api.freeze_startup_objects`` once
+it is made, as a deployment should; ``default``: Python's collector as it starts."""
+
+
+def served_app() -> FastAPI:
+    """The factory uvicorn calls (``Served``): the app of ``WEB_BENCH_VARIANT``, then the
+    garbage collector tuned for serving unless ``WEB_BENCH_GC=default``. The same for every
+    variant: a deployment setting, not one app's advantage."""
+    app: FastAPI = globals()[f"create_{os.environ[VARIANT_VARIABLE]}_app"]()
+    if os.environ.get(GC_VARIABLE, "tuned") != "default":
+        freeze_startup_objects()
+    return app
+
+
 class Served(ServedApp):
     """One variant's app under uvicorn on a free loopback port, on core 0 (``ServedApp``),
     with ``DATABASE_URL`` and the namespace set; ``settings`` are more variables of its own
-    (e.g. ``WEB_BENCH_THREADS="2"``)."""
+    (e.g. ``WEB_BENCH_THREADS="2"``, ``WEB_BENCH_GC="default"``)."""
 
     def __init__(self, variant: str, url: str, namespace: str, **settings: str) -> None:
+        if variant not in VARIANTS:
+            raise ValueError(f"no variant {variant!r}: one of {', '.join(VARIANTS)}")
         super().__init__(
-            f"snippets.lab.web_bench:create_{variant}_app",
-            {"DATABASE_URL": url, NAMESPACE_VARIABLE: namespace, **settings},
+            "snippets.lab.web_bench:served_app",
+            {
+                "DATABASE_URL": url,
+                NAMESPACE_VARIABLE: namespace,
+                VARIANT_VARIABLE: variant,
+                **settings,
+            },
             ready_path="/db",
             core=0,
         )
