@@ -176,6 +176,19 @@ async def test_profile_shares_add_up(bench_engine: AsyncEngine) -> None:
     assert list(shares.values()) == sorted(shares.values(), reverse=True)
 
 
+async def test_cpu_per_request_answers_every_request_or_says_which_failed(
+    bench_engine: AsyncEngine,
+) -> None:
+    before = web_bench.create_yield_dependency_app(bench_engine)
+    async with LifespanManager(before) as manager:
+        with recorded_statements(bench_engine) as statements:
+            seconds = await web_bench.cpu_per_request(manager.app, "/db", requests=40)
+        with pytest.raises(RuntimeError, match=r"/nowhere: not every answer was 200: \[404\]"):
+            await web_bench.cpu_per_request(manager.app, "/nowhere", requests=3)
+    assert 0 < seconds < 1
+    assert len(statements) == 40  # one SELECT a request: each was served
+
+
 async def test_burst_writes_every_request_before_reading_any() -> None:
     """The server answers only once all requests are in: a client that waited for each answer
     before sending the next request would never finish. The last connection is closed without an

@@ -106,8 +106,11 @@ def measure(
     levels: list[int],
     args: Any,
     latency: float,
+    label: str | None = None,
     **settings: str,
 ) -> list[Point]:
+    """Each test at each level, ``args.repeats`` runs each, the best kept; ``label`` names the
+    points (default: the variant); ``settings`` are variables for the served app."""
     points = []
     for test in tests:
         # A server per test: a sync app deadlocked by one test (chapter 14) stays stuck for the
@@ -121,7 +124,7 @@ def measure(
                 runs = [run_wrk(target, concurrency, args.seconds) for _ in range(args.repeats)]
                 best = max(runs)
                 point = Point(
-                    variant,
+                    label or variant,
                     test,
                     concurrency,
                     latency,
@@ -133,7 +136,8 @@ def measure(
                 )
                 points.append(point)
                 print(
-                    f"{variant:<6} {test:<9} c={concurrency:<4} {latency:g} ms: {point.rps:>9,.0f}"
+                    f"{point.variant:<6} {test:<9} c={concurrency:<4} {latency:g} ms:"
+                    f" {point.rps:>9,.0f}"
                     f" req/s  p50 {point.p50_ms:7.2f} ms  p99 {point.p99_ms:8.2f} ms"
                     f"  errors {point.errors}",
                     flush=True,
@@ -176,6 +180,8 @@ def check_targets(points: list[Point], latency: float) -> list[tuple[str, float,
     return checked
 
 
+UNTUNED_GUIDE = "guide, gc default"
+"""The guide's app served with Python's garbage collector as it starts (``--gc default``)."""
 FAR_CONCURRENCY = 64
 SYNC_THREADS_FAR = 2 * FAR_CONCURRENCY + POOL_SIZE
 """The sync app's thread pool in the far series. With FastAPI's 40 threads it deadlocks from
@@ -286,6 +292,12 @@ def main() -> int:
     for variant in args.variants:
         points += measure(variant, url.render_as_string(hide_password=False), namespace,
                           args.tests, args.concurrency, args, 0.0)  # fmt: skip
+    if "guide" in args.variants and args.gc == "tuned":
+        # The same app with Python's collector as it starts, side by side in this run.
+        gc_tests = [test for test in ("db", "fortunes") if test in args.tests]
+        levels = [level for level in args.concurrency if level >= 16] or args.concurrency
+        points += measure("guide", url.render_as_string(hide_password=False), namespace, gc_tests,
+                          levels, args, 0.0, UNTUNED_GUIDE, **{GC_VARIABLE: "default"})  # fmt: skip
     if FACTS[backend].has_server and args.latency_ms > 0:
         points += measure_far(url, namespace, args)
     add_ratios(points)

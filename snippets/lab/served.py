@@ -70,6 +70,16 @@ class LoggedProcess:
         self._log.seek(0)
         return self._log.read()
 
+    def cpu_seconds(self) -> float:
+        """CPU seconds (user and system) the process and its children have spent so far."""
+        import psutil
+
+        process = psutil.Process(self.process.pid)
+        total = sum(process.cpu_times()[:2])
+        for child in process.children(recursive=True):
+            total += sum(child.cpu_times()[:2])
+        return float(total)
+
     def stop(self, grace: float) -> None:
         self.process.terminate()
         try:

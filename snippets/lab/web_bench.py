@@ -61,6 +61,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from snippets import open_engine
 from snippets.api import (
     ConnectionGate,
+    ReadSessionDep,
     SessionsDep,
     database_lifespan,
     freeze_startup_objects,
@@ -236,6 +237,18 @@ def create_guide_app(engine: AsyncEngine | None = None) -> FastAPI:
                     changed.append(world_public(world))
             await session.commit()
         return changed
+
+    return app
+
+
+def create_yield_dependency_app(engine: AsyncEngine | None = None) -> FastAPI:
+    """The guide's ``/db`` as it was before chapter 14 measured it: the same ORM read, in a
+    session from ``ReadSessionDep``, a ``yield`` dependency (``/db`` only)."""
+    app = FastAPI(lifespan=database_lifespan(engine or open_bench_engine))
+
+    @app.get("/db", response_model=WorldPublic)
+    async def single(session: ReadSessionDep) -> dict[str, int]:
+        return world_public((await session.exec(WORLD_BY_ID, params={"id": random_id()})).one())
 
     return app
 
@@ -737,6 +750,51 @@ async def burst(url: str, *, clients: int) -> list[int]:
     for _, writer in streams:
         writer.close()
     return [int(answer.split(b" ", 2)[1]) if answer else 0 for answer in answers]
+
+
+async def cpu_per_request(
+    app: FastAPI, path: str, *, requests: int, concurrency: int = 16
+) -> float:
+    """Seconds of this process's CPU per request of ``path``, sent straight to the ASGI app
+    (no HTTP, no client) by ``concurrency`` callers at once, until ``requests`` are answered;
+    the app's lifespan must be running. CPU, not wall time: the database's own work and the
+    waits are not counted, so two apps compare on what each costs its server."""
+    scope: dict[str, Any] = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"bench")],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
+    left = requests
+    statuses: list[int] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Any) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    async def caller() -> None:
+        nonlocal left
+        while left > 0:
+            left -= 1
+            await app(dict(scope), receive, send)
+
+    started = time.process_time()
+    await asyncio.gather(*(caller() for _ in range(concurrency)))
+    spent = time.process_time() - started
+    if statuses != [200] * requests:
+        raise RuntimeError(f"{path}: not every answer was 200: {sorted(set(statuses))}")
+    return spent / requests
 
 
 def package_of(filename: str, function: str = "") -> str:
