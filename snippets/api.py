@@ -25,7 +25,7 @@ Nothing here knows a model: an application brings its own, and its own ``MetaDat
   endpoint in an ``async with sessions.reading()`` or ``sessions.writing()`` block rather than
   by a ``yield`` dependency: the session closes, and its connection goes back to the pool,
   before the response is built, and the dependency costs a function call instead of FastAPI's
-  exit stacks and cancel scope, about a fifth of an ORM read's CPU (notebook 14 measures both).
+  exit stacks and cancel scope (notebook 14 measures the CPU per request both ways).
   The way for endpoints on a hot path; ``SessionDep`` stays the shortest to write.
 * All of them take a turn at the app's *connection gate* first: a first-come, first-served
   ``asyncio.Semaphore`` with as many places as the pool can lend (``pool_size +
@@ -292,7 +292,7 @@ class Sessions:
     to the pool before the response is built and sent, and an error closing it reaches the
     exception handlers like any other. What the dependency itself costs is a plain function
     call: a ``yield`` dependency is entered and left through FastAPI's exit stacks and an anyio
-    cancel scope, about 60 µs of CPU a request, a fifth of an ORM read (notebook 14).
+    cancel scope (notebook 14 measures the CPU per request both ways).
     """
 
     __slots__ = ("_gate", "_read", "_shared", "_write")
@@ -333,7 +333,11 @@ class _OpenSession:
 
     async def __aenter__(self) -> AsyncSession:
         await self._turn.__aenter__()
-        self._session = self._factory()
+        try:
+            self._session = self._factory()
+        except BaseException as error:
+            await self._turn.__aexit__(type(error), error, error.__traceback__)
+            raise
         return self._session
 
     async def __aexit__(self, *exc_info: Any) -> None:
@@ -362,8 +366,8 @@ def freeze_startup_objects(young_threshold: int = 10_000) -> None:
     while serving no longer walk them again and again. The youngest generation is then
     collected every ``young_threshold`` allocations instead of Python's 700: an ORM request
     allocates thousands of short-lived objects, and reference counting frees them without the
-    collector; only cycles wait for it, for a little longer. Measured side by side in notebook
-    14 (``make bench-web ARGS="--gc default"`` serves without it). In a forking server (gunicorn's
+    collector; only cycles wait for it, for a little longer. ``make bench-web`` serves the
+    guide's app both ways side by side (notebook 14). In a forking server (gunicorn's
     ``preload_app``), freezing before the fork also keeps the workers' shared memory pages
     from being copied by the collector's writes.
     """
