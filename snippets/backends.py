@@ -201,8 +201,8 @@ class BackendFacts:
     in async code) with one clean ``MissingGreenlet`` and nothing left behind: asyncpg's closes
     the coroutine it had made. aiosqlite's and aiomysql's do not (a ``StatementError``, or a
     driver coroutine never awaited, warned about on stderr later), so ``make_engine`` installs
-    its ``before_execute`` guard there only: an engine event is paid for at every statement
-    (chapter 14 measures it)."""
+    its ``before_execute`` guard there only: an engine's events are dispatched at every
+    checkout and statement (chapter 14 measures what the guard costs, side by side)."""
     copies_rows: bool = False
     """The server loads rows from a binary ``COPY`` stream, the fastest way in (PostgreSQL,
     through asyncpg's ``copy_records_to_table``; ``snippets.bulk.bulk_insert``)."""
