@@ -295,7 +295,7 @@ class Sessions:
     cancel scope (notebook 14 measures the CPU per request both ways).
     """
 
-    __slots__ = ("_gate", "_read", "_shared", "_write")
+    __slots__ = ("_closes", "_gate", "_read", "_write")
 
     def __init__(
         self,
@@ -304,13 +304,13 @@ class Sessions:
         gate: ConnectionGate | None = None,
     ) -> None:
         self._write, self._read, self._gate = write, read or write, gate
-        self._shared: AsyncSession | None = None
+        self._closes = True
 
     @classmethod
     def sharing(cls, session: AsyncSession) -> Sessions:
         """Sessions that are all ``session``, never closed by the blocks (tests: ``api_client``)."""
         shared = cls(lambda: session)
-        shared._shared = session
+        shared._closes = False
         return shared
 
     def reading(self) -> AbstractAsyncContextManager[AsyncSession]:
@@ -342,7 +342,7 @@ class _OpenSession:
 
     async def __aexit__(self, *exc_info: Any) -> None:
         try:
-            if self._sessions._shared is None:
+            if self._sessions._closes:
                 await self._session.close()
         finally:
             await self._turn.__aexit__(*exc_info)

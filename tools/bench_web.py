@@ -289,15 +289,15 @@ def main() -> int:
     shown = shown_url(url)
     print(f"TechEmpower's database tests on {FACTS[backend].label} ({shown}), one uvicorn worker")
     points: list[Point] = []
+    served_url = url.render_as_string(hide_password=False)  # for the servers; never printed
     for variant in args.variants:
-        points += measure(variant, url.render_as_string(hide_password=False), namespace,
-                          args.tests, args.concurrency, args, 0.0)  # fmt: skip
+        points += measure(variant, served_url, namespace, args.tests, args.concurrency, args, 0.0)
     if "guide" in args.variants and args.gc == "tuned":
         # The same app with Python's collector as it starts, side by side in this run.
         gc_tests = [test for test in ("db", "fortunes") if test in args.tests]
         levels = [level for level in args.concurrency if level >= 16] or args.concurrency
-        points += measure("guide", url.render_as_string(hide_password=False), namespace, gc_tests,
-                          levels, args, 0.0, UNTUNED_GUIDE, **{GC_VARIABLE: "default"})  # fmt: skip
+        points += measure("guide", served_url, namespace, gc_tests, levels, args, 0.0,
+                          UNTUNED_GUIDE, **{GC_VARIABLE: "default"})  # fmt: skip
     if FACTS[backend].has_server and args.latency_ms > 0:
         points += measure_far(url, namespace, args)
     add_ratios(points)
