@@ -92,7 +92,8 @@ class LoggedProcess:
 
 
 class ServedApp(LoggedProcess):
-    """The app ``factory`` makes, under uvicorn (uvloop, httptools) on a free loopback port.
+    """The app ``factory`` makes, under uvicorn (uvloop, or ``loop``; httptools) on a free
+    loopback port.
 
     ``environment`` is added to this process's (``DATABASE_URL``, a namespace variable, ...);
     ``core`` pins the server to one CPU where ``taskset`` works; ``workers`` > 1 starts that
@@ -110,13 +111,16 @@ class ServedApp(LoggedProcess):
         ready_path: str = "/",
         core: int | None = None,
         workers: int = 1,
+        loop: str = "uvloop",
     ) -> None:
+        if loop not in ("uvloop", "asyncio"):
+            raise ValueError(f"loop is uvloop or asyncio, not {loop!r}")
         self.port = free_port()
         self.ready_path = ready_path
         command = [
             *(sys.executable, "-m", "uvicorn", "--factory", factory),
             *("--host", "127.0.0.1", "--port", str(self.port)),
-            *("--loop", "uvloop", "--http", "httptools"),
+            *("--loop", loop, "--http", "httptools"),
             *("--no-access-log", "--log-level", "warning"),
             *(("--workers", str(workers)) if workers > 1 else ()),
         ]

@@ -71,6 +71,7 @@ from snippets.backends import Backend, backend_of, facts
 from snippets.bulk import bulk_insert
 from snippets.config import database_url
 from snippets.engine import namespaced_url
+from snippets.lab.accepts import trace_accepts
 from snippets.lab.served import ServedApp
 from snippets.tables import create_tables
 
@@ -79,6 +80,9 @@ WORLDS = 10_000
 NAMESPACE_VARIABLE = "WEB_BENCH_NAMESPACE"
 THREADS_VARIABLE = "WEB_BENCH_THREADS"
 """The thread pool of the sync app (FastAPI's default: 40, anyio's limiter)."""
+TRACE_ACCEPTS_VARIABLE = "WEB_BENCH_TRACE_ACCEPTS"
+"""``1``: the served app counts the connections its loop accepts per iteration
+(``snippets.lab.accepts``)."""
 POOL_TIMEOUT_VARIABLE = "WEB_BENCH_POOL_TIMEOUT"
 """Seconds the sync app's requests wait for a pooled connection (SQLAlchemy's default: 30)."""
 FORTUNES = [
@@ -648,6 +652,8 @@ def served_app() -> FastAPI:
     garbage collector tuned for serving unless ``WEB_BENCH_GC=default``. The same for every
     variant: a deployment setting, not one app's advantage."""
     app: FastAPI = globals()[f"create_{os.environ[VARIANT_VARIABLE]}_app"]()
+    if os.environ.get(TRACE_ACCEPTS_VARIABLE) == "1":
+        trace_accepts(app)
     if os.environ.get(GC_VARIABLE, "tuned") != "default":
         freeze_startup_objects()
     return app
@@ -656,9 +662,11 @@ def served_app() -> FastAPI:
 class Served(ServedApp):
     """One variant's app under uvicorn on a free loopback port, on core 0 (``ServedApp``),
     with ``DATABASE_URL`` and the namespace set; ``settings`` are more variables of its own
-    (e.g. ``WEB_BENCH_THREADS="2"``, ``WEB_BENCH_GC="default"``)."""
+    (e.g. ``WEB_BENCH_THREADS="2"``, ``WEB_BENCH_GC="default"``); ``loop`` is uvicorn's."""
 
-    def __init__(self, variant: str, url: str, namespace: str, **settings: str) -> None:
+    def __init__(
+        self, variant: str, url: str, namespace: str, *, loop: str = "uvloop", **settings: str
+    ) -> None:
         if variant not in VARIANTS:
             raise ValueError(f"no variant {variant!r}: one of {', '.join(VARIANTS)}")
         super().__init__(
@@ -671,6 +679,7 @@ class Served(ServedApp):
             },
             ready_path="/db",
             core=0,
+            loop=loop,
         )
 
     def __enter__(self) -> Served:
