@@ -47,7 +47,7 @@ bench: install
 ## bench-web: TechEmpower's database tests (/db, /queries, /fortunes, /updates) against four
 ## apps (raw driver, the guide's way, tuned Core, sync SQLModel) under uvicorn, loaded by wrk
 ## (apt-get install -y wrk), on DATABASE_URL's backend; writes build/bench/web.json and web.png,
-## exit 1 if a PostgreSQL target is missed. Options: make bench-web ARGS="--seconds 5"
+## exit 1 if a PostgreSQL target is missed. Options: make bench-web ARGS="--seconds 5 --target-seconds 15"
 bench-web: install
 	@command -v wrk >/dev/null || { echo "make bench-web needs wrk: apt-get install -y wrk" >&2; exit 2; }
 	$(BIN)/python tools/bench_web.py $(ARGS)

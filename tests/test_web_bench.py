@@ -219,7 +219,7 @@ def test_a_target_that_could_not_be_measured_is_missed() -> None:
     from tools.bench_web import Point, add_ratios, check_targets
 
     def point(variant: str, rps: float, latency: float = 0.0) -> Point:
-        return Point(variant, "db", 64, latency, rps, [rps], 10.0, 20.0, 0)
+        return Point(variant, "db", 64, latency, 3.0, rps, [rps], 10.0, 20.0, 0)
 
     points = [point("raw", 1000), point("guide", 500), point("tuned", 500)]
     points += [point("guide", 300, 2.0), point("tuned", 900, 2.0), point("sync", 0, 2.0)]
@@ -249,3 +249,30 @@ def test_the_served_app_tunes_its_garbage_collector_unless_told(setting: str, fr
         timeout=60,
     ).stdout.split()
     assert printed == ["FastAPI", str(frozen), "10000" if frozen else "700"]
+
+
+def test_the_figures_the_targets_read_run_longer() -> None:
+    from argparse import Namespace
+
+    from tools.bench_web import run_seconds
+
+    args = Namespace(seconds=3.0, target_seconds=10.0)
+    assert run_seconds("db", 64, args) == run_seconds("fortunes", 64, args) == 10.0
+    assert run_seconds("db", 16, args) == run_seconds("queries", 64, args) == 3.0
+    assert run_seconds("db", 64, Namespace(seconds=20.0, target_seconds=10.0)) == 20.0
+
+
+@pytest.mark.parametrize(
+    ("loop", "batches"),
+    [("uvloop", [1] * 8), ("asyncio", [8])],
+)
+async def test_a_busy_loop_accepts_waiting_connections_one_or_all_at_a_time(
+    bench_engine: AsyncEngine, namespace: str, loop: str, batches: list[int]
+) -> None:
+    """libuv (uvloop) accepts one connection per poll; asyncio's loop every one waiting."""
+    from snippets.lab.accepts import accept_batches
+
+    url = database_url().render_as_string(hide_password=False)
+    tracing = {web_bench.TRACE_ACCEPTS_VARIABLE: "1"}
+    with web_bench.Served("guide", url, namespace, loop=loop, **tracing) as served:
+        assert await accept_batches(served.base, clients=8, busy_ms=400) == batches
