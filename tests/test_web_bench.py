@@ -251,6 +251,22 @@ def test_the_served_app_tunes_its_garbage_collector_unless_told(setting: str, fr
     assert printed == ["FastAPI", str(frozen), "10000" if frozen else "700"]
 
 
+def test_no_ratio_to_a_sync_app_that_stopped_answering() -> None:
+    """A deadlocked sync app answers fewer requests than it has connections: no ratio."""
+    from tools.bench_web import Point, add_ratios
+
+    def point(variant: str, runs: list[float]) -> Point:
+        return Point(variant, "fortunes", 64, 0.0, 10.0, max(runs), runs, 10.0, 20.0, 0)
+
+    points = [point("raw", [4000, 3900, 4100]), point("guide", [1800, 1700, 1750])]
+    for stuck in ([2.0, 0.0, 0.0], [5.0]):  # 10 s runs: 20 requests, then none; 50 in all
+        add_ratios([*points, point("sync", stuck)])
+        assert points[1].ratio_to_raw == 0.439
+        assert points[1].ratio_to_sync is None
+    add_ratios([*points, point("sync", [900, 850, 880])])
+    assert points[1].ratio_to_sync == 2.0
+
+
 def test_the_figures_the_targets_read_run_longer() -> None:
     from argparse import Namespace
 

@@ -168,13 +168,19 @@ def measure(
     return points
 
 
+def stalled(point: Point) -> bool:
+    """Whether one of the point's runs answered fewer requests than it had connections: a
+    deadlocked sync app (chapter 14), whose few answers are no basis for a ratio."""
+    return not point.rps_runs or min(point.rps_runs) * point.seconds < point.concurrency
+
+
 def add_ratios(points: list[Point]) -> None:
     key = {(p.variant, p.test, p.concurrency, p.latency_ms): p for p in points}
     for p in points:
         raw = key.get(("raw", p.test, p.concurrency, p.latency_ms))
         sync = key.get(("sync", p.test, p.concurrency, p.latency_ms))
-        p.ratio_to_raw = round(p.rps / raw.rps, 3) if raw and raw.rps else None
-        p.ratio_to_sync = round(p.rps / sync.rps, 3) if sync and sync.rps else None
+        p.ratio_to_raw = round(p.rps / raw.rps, 3) if raw and not stalled(raw) else None
+        p.ratio_to_sync = round(p.rps / sync.rps, 3) if sync and not stalled(sync) else None
 
 
 def check_targets(points: list[Point], latency: float) -> list[tuple[str, float, str, bool]]:
