@@ -2,8 +2,9 @@
 
 A connection a client opens is complete in the kernel at once; it waits in the listening
 socket's queue until the server's event loop accepts it. uvloop's libuv accepts one connection
-each time the loop polls (libuv 1.45, "don't accept() connections in a loop"); asyncio's own
-loop accepts every connection waiting, up to 100 at a time. Between two polls, the loop runs
+each time the loop polls (libuv pull request 3696, "unix: don't accept() connections in a
+loop"; the tests check it of the uvloop installed); asyncio's own loop accepts every connection
+waiting, up to 100 at a time. Between two polls, the loop runs
 every callback that is ready: on a busy server, one step of each request in flight. So when
 64 clients connect at once to a server already busy (the start of every ``wrk`` run), under
 uvloop the last of them waits 64 of those iterations before its request is even read.
