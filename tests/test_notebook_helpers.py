@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from snippets.lab.notebook import (
     show_definitions,
     show_source,
 )
-from snippets.lab.timing import eventually
+from snippets.lab.timing import best_of_rounds, eventually
 from snippets.session import make_sessionmaker
 
 
@@ -148,3 +149,20 @@ async def test_eventually_asks_until_done_and_returns_the_last_answer() -> None:
     assert await eventually(lambda: next(answers), lambda n: n == 3, every=0) == 3
     assert next(answers) == 4  # asked no more once done
     assert await eventually(lambda: 0, lambda n: n == 1, within=0.05, every=0.01) == 0
+
+
+async def test_best_of_rounds_takes_turns_and_keeps_each_ways_smallest_figure() -> None:
+    calls: list[str] = []
+    figures = {"a": iter([3.0, 1.0, 2.0]), "b": iter([5.0, 6.0, 4.0])}
+
+    def way(name: str) -> Callable[[], Awaitable[float]]:
+        async def measure() -> float:
+            calls.append(name)
+            return next(figures[name])
+
+        return measure
+
+    assert await best_of_rounds({"a": way("a"), "b": way("b")}) == {"a": 1.0, "b": 4.0}
+    assert calls == ["a", "b"] * 3
+    with pytest.raises(ValueError, match="at least 1"):
+        await best_of_rounds({"a": way("a")}, rounds=0)
