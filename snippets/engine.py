@@ -268,7 +268,11 @@ def make_engine(
     if not backend_facts.enforces_foreign_keys:
         # The PRAGMA must run outside a transaction: inside one SQLite ignores it.
         event.listen(engine.sync_engine, "connect", enable_sqlite_foreign_keys)
-    if backend_facts.driver_begins_transactions:
+    # An engine made in AUTOCOMMIT (an engine of its own for reads, snippets.api) gets no
+    # BEGIN: each statement commits on its own, as the driver's autocommit mode has it.
+    if backend_facts.driver_begins_transactions and engine_kwargs.get("isolation_level") != (
+        "AUTOCOMMIT"
+    ):
         event.listen(engine.sync_engine, "begin", begin_sqlite_transaction)
     if statement_timeout is not None:
         _limit_statement_time(engine, statement_timeout)

@@ -481,6 +481,73 @@ async def test_sessions_the_endpoint_opens_are_closed_before_the_response(
     assert (committed, not_committed) == (1, 1)
 
 
+async def test_the_default_lifespan_reads_on_an_engine_of_its_own_in_autocommit(
+    namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``database_lifespan()`` opens the reads' engine beside the main one where the switch to
+    ``AUTOCOMMIT`` is free: its own pool and gate, nothing switched per checkout; a write
+    through it commits at once. On MySQL/MariaDB reads share the main engine's transaction."""
+    namespaced = open_engine  # the app's engines open in the test's namespace
+
+    async def in_namespace(**kwargs: object) -> AsyncEngine:
+        return await namespaced(namespace=namespace, **kwargs)  # type: ignore[arg-type]
+
+    await (await open_engine(namespace=namespace, fresh=True)).dispose()
+    monkeypatch.setattr("snippets.api.open_engine", in_namespace)
+    app = FastAPI(lifespan=database_lifespan(metadata=metadata))
+
+    @app.post("/teams/{name}")
+    async def add_without_commit(name: str, sessions: SessionsDep) -> None:
+        async with sessions.reading() as session:
+            session.add(Team(name=name, headquarters="HQ"))
+            await session.flush()  # then closed without a commit
+
+    @app.get("/teams")
+    async def count(sessions: SessionsDep) -> int:
+        async with sessions.writing() as session:
+            return len((await session.exec(select(Team))).all())
+
+    async with api_client(app) as client:
+        state = app.state
+        await client.post("/teams/Kept")
+        kept = (await client.get("/teams")).json()
+        read_engine, main_engine = state.read_engine, state.engine
+    own = facts(main_engine).free_autocommit_switch
+    assert (read_engine is not main_engine) == own
+    assert (read_engine.pool is not main_engine.pool) == own
+    assert (state.read_connection_gate is not state.connection_gate) == own
+    assert kept == (1 if own else 0)  # AUTOCOMMIT: the flush committed
+    assert read_engine.get_execution_options() == {}  # not a switching copy of the engine
+    for engine in (main_engine, read_engine):  # both disposed at shutdown
+        assert engine.pool.checkedin() == 0
+
+
+async def test_a_read_engine_of_the_callers_is_used_with_a_gate_of_its_own(
+    engine: AsyncEngine, namespace: str
+) -> None:
+    reads = await open_engine(
+        namespace=namespace, pool_size=3, max_overflow=0, isolation_level="AUTOCOMMIT"
+    )
+    app = FastAPI(lifespan=database_lifespan(engine, read_engine=reads))
+
+    @app.get("/checked-out")
+    async def checked_out(session: ReadSessionDep) -> list[int]:
+        await session.exec(select(func.count()).select_from(Hero))
+        return [reads.pool.checkedout(), engine.pool.checkedout()]  # type: ignore[attr-defined]
+
+    try:
+        async with api_client(app) as client:
+            assert (await client.get("/checked-out")).json() == [1, 0]
+            gate = app.state.read_connection_gate
+            assert gate is not app.state.connection_gate
+            assert gate.places._value == 3  # the read pool's size
+        assert reads.pool.checkedout() == 0  # type: ignore[attr-defined]
+        async with reads.connect():  # the caller's: still usable, not disposed
+            pass
+    finally:
+        await reads.dispose()
+
+
 async def test_api_client_gives_sessions_dep_the_tests_session(
     engine: AsyncEngine, session: AsyncSession
 ) -> None:

@@ -61,6 +61,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from snippets import open_engine
 from snippets.api import (
     ConnectionGate,
+    Lifespan,
     ReadSessionDep,
     SessionsDep,
     database_lifespan,
@@ -158,11 +159,19 @@ def bench_namespace() -> str:
     return os.environ.get(NAMESPACE_VARIABLE, "web_bench")
 
 
-async def open_bench_engine(namespace: str | None = None) -> AsyncEngine:
+async def open_bench_engine(namespace: str | None = None, **engine_kwargs: Any) -> AsyncEngine:
     """The async engine every async variant uses: a pool of ``POOL_SIZE``, no overflow."""
     return await open_engine(
-        namespace=namespace or bench_namespace(), pool_size=POOL_SIZE, max_overflow=0
+        namespace=namespace or bench_namespace(),
+        pool_size=POOL_SIZE,
+        max_overflow=0,
+        **engine_kwargs,
     )
+
+
+async def open_bench_read_engine(namespace: str | None = None) -> AsyncEngine:
+    """The engine of the async variants' reads: the same pool settings, in ``AUTOCOMMIT``."""
+    return await open_bench_engine(namespace, isolation_level="AUTOCOMMIT")
 
 
 async def prepare(engine: AsyncEngine) -> None:
@@ -202,12 +211,24 @@ def world_public(world: World) -> dict[str, int]:
     return {"id": world.id, "randomNumber": world.randomnumber}
 
 
+def guide_lifespan(engine: AsyncEngine | None) -> Lifespan:
+    """``database_lifespan`` with the caller's engine, else the bench engines: as
+    ``database_lifespan()`` opens them, reads on an engine of their own in ``AUTOCOMMIT``
+    where the backend's switch is free."""
+    if engine is not None:
+        return database_lifespan(engine)
+    own_reads = facts(database_url()).free_autocommit_switch
+    return database_lifespan(
+        open_bench_engine, read_engine=open_bench_read_engine if own_reads else None
+    )
+
+
 def create_guide_app(engine: AsyncEngine | None = None) -> FastAPI:
     """The guide's way (chapters 02 and 08): ORM reads and writes in sessions the endpoint
     opens from ``SessionsDep`` (no ``yield`` dependency); reads in ``sessions.reading()`` (no
     ``BEGIN``/``ROLLBACK``), statements built once, a read-modify loop without autoflush (one
     batched ``UPDATE`` at the commit)."""
-    app = FastAPI(lifespan=database_lifespan(engine or open_bench_engine))
+    app = FastAPI(lifespan=guide_lifespan(engine))
 
     async def one_world(session: AsyncSession) -> World:
         return (await session.exec(WORLD_BY_ID, params={"id": random_id()})).one()
@@ -248,7 +269,7 @@ def create_guide_app(engine: AsyncEngine | None = None) -> FastAPI:
 def create_yield_dependency_app(engine: AsyncEngine | None = None) -> FastAPI:
     """The guide's ``/db`` as it was before chapter 14 measured it: the same ORM read, in a
     session from ``ReadSessionDep``, a ``yield`` dependency (``/db`` only)."""
-    app = FastAPI(lifespan=database_lifespan(engine or open_bench_engine))
+    app = FastAPI(lifespan=guide_lifespan(engine))
 
     @app.get("/db", response_model=WorldPublic)
     async def single(session: ReadSessionDep) -> dict[str, int]:
@@ -278,9 +299,7 @@ def create_tuned_app(engine: AsyncEngine | None = None, namespace: str | None = 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         chosen = namespace or bench_namespace()
         writer = engine or await open_bench_engine(chosen)
-        reader = await open_engine(
-            namespace=chosen, pool_size=POOL_SIZE, max_overflow=0, isolation_level="AUTOCOMMIT"
-        )
+        reader = await open_bench_read_engine(chosen)
         app.state.engine, app.state.reader = writer, reader
         app.state.write_gate = ConnectionGate.for_engine(writer)
         app.state.read_gate = ConnectionGate.for_engine(reader)
