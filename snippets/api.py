@@ -24,8 +24,8 @@ Nothing here knows a model: an application brings its own, and its own ``MetaDat
   ``app.state.read_engine``: by default an engine of its own, made in ``AUTOCOMMIT`` with a
   pool of its own, so that no connection is switched to ``AUTOCOMMIT`` at each checkout and
   back at each return, as a copy of the main engine (``engine.execution_options(
-  isolation_level="AUTOCOMMIT")``) switches them: that copy costs a read about an eighth more
-  CPU (notebook 14 measures both). The database then sees two pools' connections.
+  isolation_level="AUTOCOMMIT")``) switches them, at a cost in CPU on every read that
+  notebook 14 measures. The database then sees two pools' connections.
 * ``SessionsDep`` (``Sessions``, from ``get_sessions``) is the same two sessions, opened by the
   endpoint in an ``async with sessions.reading()`` or ``sessions.writing()`` block rather than
   by a ``yield`` dependency: the session closes, and its connection goes back to the pool,

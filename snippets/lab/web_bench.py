@@ -211,24 +211,27 @@ def world_public(world: World) -> dict[str, int]:
     return {"id": world.id, "randomNumber": world.randomnumber}
 
 
-def guide_lifespan(engine: AsyncEngine | None) -> Lifespan:
-    """``database_lifespan`` with the caller's engine, else the bench engines: as
+def guide_lifespan(engine: AsyncEngine | None, read_engine: AsyncEngine | None = None) -> Lifespan:
+    """``database_lifespan`` with the caller's engines, else the bench engines: as
     ``database_lifespan()`` opens them, reads on an engine of their own in ``AUTOCOMMIT``
     where the backend's switch is free."""
     if engine is not None:
-        return database_lifespan(engine)
+        return database_lifespan(engine, read_engine=read_engine)
     own_reads = facts(database_url()).free_autocommit_switch
     return database_lifespan(
         open_bench_engine, read_engine=open_bench_read_engine if own_reads else None
     )
 
 
-def create_guide_app(engine: AsyncEngine | None = None) -> FastAPI:
+def create_guide_app(
+    engine: AsyncEngine | None = None, read_engine: AsyncEngine | None = None
+) -> FastAPI:
     """The guide's way (chapters 02 and 08): ORM reads and writes in sessions the endpoint
-    opens from ``SessionsDep`` (no ``yield`` dependency); reads in ``sessions.reading()`` (no
-    ``BEGIN``/``ROLLBACK``), statements built once, a read-modify loop without autoflush (one
-    batched ``UPDATE`` at the commit)."""
-    app = FastAPI(lifespan=guide_lifespan(engine))
+    opens from ``SessionsDep`` (no ``yield`` dependency); reads in ``sessions.reading()``, on
+    an engine of their own in ``AUTOCOMMIT`` unless given ``engine`` alone (no ``BEGIN``/
+    ``ROLLBACK``, nothing switched at each checkout); statements built once; a read-modify
+    loop without autoflush (one batched ``UPDATE`` at the commit)."""
+    app = FastAPI(lifespan=guide_lifespan(engine, read_engine))
 
     async def one_world(session: AsyncSession) -> World:
         return (await session.exec(WORLD_BY_ID, params={"id": random_id()})).one()
