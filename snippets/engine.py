@@ -270,9 +270,8 @@ def make_engine(
         event.listen(engine.sync_engine, "connect", enable_sqlite_foreign_keys)
     # An engine made in AUTOCOMMIT (an engine of its own for reads, snippets.api) gets no
     # BEGIN: each statement commits on its own, as the driver's autocommit mode has it.
-    if backend_facts.driver_begins_transactions and engine_kwargs.get("isolation_level") != (
-        "AUTOCOMMIT"
-    ):
+    made_in_autocommit = engine_kwargs.get("isolation_level") == "AUTOCOMMIT"
+    if backend_facts.driver_begins_transactions and not made_in_autocommit:
         event.listen(engine.sync_engine, "begin", begin_sqlite_transaction)
     if statement_timeout is not None:
         _limit_statement_time(engine, statement_timeout)
