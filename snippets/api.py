@@ -19,13 +19,15 @@ Nothing here knows a model: an application brings its own, and its own ``MetaDat
   statement of a ``READ COMMITTED`` transaction (PostgreSQL's default) does anyway; a read that
   needs one snapshot across several statements (MySQL/MariaDB's ``REPEATABLE READ``, SQLite)
   keeps ``SessionDep``. A write through it would commit statement by statement: write with
-  ``SessionDep``. On MySQL/MariaDB it is a plain session (``BackendFacts.free_autocommit_switch``:
-  aiomysql's switch to ``AUTOCOMMIT`` costs more round trips than it saves). Its sessions use
-  ``app.state.read_engine``: by default an engine of its own, made in ``AUTOCOMMIT`` with a
-  pool of its own, so that no connection is switched to ``AUTOCOMMIT`` at each checkout and
-  back at each return, as a copy of the main engine (``engine.execution_options(
-  isolation_level="AUTOCOMMIT")``) switches them, at a cost in CPU on every read that
-  notebook 14 measures. The database then sees two pools' connections.
+  ``SessionDep``. Its sessions use ``app.state.read_engine``: by default an engine of its own
+  (``open_read_engine``), made in ``AUTOCOMMIT`` with a pool of its own, so that no connection
+  is switched to ``AUTOCOMMIT`` at each checkout and back at each return, as a copy of the
+  main engine (``engine.execution_options(isolation_level="AUTOCOMMIT")``) switches them, at a
+  cost in CPU on every read that notebook 14 measures; and none is rolled back when it returns
+  to the pool, which aiomysql and aiosqlite do even in ``AUTOCOMMIT`` (a round trip, a trip to
+  the driver's thread). The database then sees two pools' connections. With a caller's engine
+  and no ``read_engine``, reads use the copy; on MySQL/MariaDB the main engine itself
+  (``BackendFacts.free_autocommit_switch``: aiomysql's switch costs round trips of its own).
 * ``SessionsDep`` (``Sessions``, from ``get_sessions``) is the same two sessions, opened by the
   endpoint in an ``async with sessions.reading()`` or ``sessions.writing()`` block rather than
   by a ``yield`` dependency: the session closes, and its connection goes back to the pool,
@@ -96,6 +98,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import MetaData
+from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import QueuePool
@@ -191,11 +194,10 @@ def database_lifespan(
         metadata: create this metadata's missing tables at start-up (fine for a demo or tests;
             use migrations in production). ``None`` creates nothing.
         read_engine: the engine of ``ReadSessionDep`` and ``sessions.reading()``, made with
-            ``isolation_level="AUTOCOMMIT"``: the caller's, or a factory's (disposed at
-            shutdown). ``None``: with ``engine=None`` too, a second ``open_engine()`` in
-            ``AUTOCOMMIT`` where the backend's switch is free and the engine has a pool;
-            otherwise ``engine.execution_options(isolation_level="AUTOCOMMIT")``, or ``engine``
-            itself on MySQL/MariaDB (see the module docstring).
+            ``READ_ENGINE_OPTIONS``: the caller's, or a factory's (disposed at shutdown).
+            ``None``: with ``engine=None`` too, ``open_read_engine()`` beside the engine where
+            that engine has a pool; otherwise ``engine.execution_options(isolation_level=
+            "AUTOCOMMIT")``, or ``engine`` itself on MySQL/MariaDB (see the module docstring).
 
     Raises:
         TypeError: at start-up, before anything else, when the engine (given, or made by the
@@ -211,13 +213,13 @@ def database_lifespan(
                 await create_tables(active, metadata)
             if read_engine is not None:
                 reader = await _engine_for(read_engine, opened)
+            elif engine is None and isinstance(active.pool, QueuePool):
+                # open_engine() once more: the same URL and pool settings, read again.
+                reader = await _engine_for(open_read_engine, opened)
             elif not facts(active).free_autocommit_switch:
                 # Switching a connection to AUTOCOMMIT costs round trips of its own there
                 # (MySQL/MariaDB): reads keep the implicit transaction, the cheaper.
                 reader = active
-            elif engine is None and isinstance(active.pool, QueuePool):
-                # open_engine() once more: the same URL and pool settings, read again.
-                reader = await _engine_for(_open_read_engine, opened)
             else:
                 # The same pool; each checkout switches to AUTOCOMMIT and back at its return.
                 reader = active.execution_options(isolation_level="AUTOCOMMIT")
@@ -241,8 +243,21 @@ def database_lifespan(
     return lifespan
 
 
-async def _open_read_engine() -> AsyncEngine:
-    return await open_engine(isolation_level="AUTOCOMMIT")
+READ_ENGINE_OPTIONS: dict[str, Any] = {
+    "isolation_level": "AUTOCOMMIT",
+    "skip_autocommit_rollback": True,
+}
+"""How an engine of its own for reads is made: each connection in ``AUTOCOMMIT`` from the
+moment it opens, and none rolled back when it returns to the pool. SQLAlchemy rolls back
+every returned connection; in ``AUTOCOMMIT`` there is nothing to roll back, yet aiomysql sends
+a ``ROLLBACK`` (a round trip) and aiosqlite hands one to its thread. ``skip_autocommit_rollback``
+skips it on a connection the driver reports in ``AUTOCOMMIT``."""
+
+
+async def open_read_engine(url: str | URL | None = None, **engine_kwargs: Any) -> AsyncEngine:
+    """``open_engine`` (same URL, namespace and pool settings) with ``READ_ENGINE_OPTIONS``:
+    the engine ``database_lifespan()`` opens for reads, or one to give it as ``read_engine``."""
+    return await open_engine(url=url, **READ_ENGINE_OPTIONS, **engine_kwargs)
 
 
 async def _engine_for(chosen: AsyncEngine | EngineFactory, opened: AsyncExitStack) -> AsyncEngine:

@@ -7,6 +7,7 @@ import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 import pytest
@@ -32,6 +33,7 @@ from snippets.api import (
     error_code,
     get_read_session,
     get_session,
+    open_read_engine,
     run_in_own_session,
 )
 from snippets.backends import FACTS, backend_of, facts, is_connection_failure
@@ -484,9 +486,9 @@ async def test_sessions_the_endpoint_opens_are_closed_before_the_response(
 async def test_the_default_lifespan_reads_on_an_engine_of_its_own_in_autocommit(
     namespace: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``database_lifespan()`` opens the reads' engine beside the main one where the switch to
-    ``AUTOCOMMIT`` is free: its own pool and gate, nothing switched per checkout; a write
-    through it commits at once. On MySQL/MariaDB reads share the main engine's transaction."""
+    """``database_lifespan()`` opens the reads' engine beside the main one, on every backend:
+    its own pool and gate, nothing switched per checkout, nothing rolled back at each return;
+    a write through it commits at once."""
     namespaced = open_engine  # the app's engines open in the test's namespace
 
     async def in_namespace(**kwargs: object) -> AsyncEngine:
@@ -512,14 +514,45 @@ async def test_the_default_lifespan_reads_on_an_engine_of_its_own_in_autocommit(
         await client.post("/teams/Kept")
         kept = (await client.get("/teams")).json()
         read_engine, main_engine = state.read_engine, state.engine
-    own = facts(main_engine).free_autocommit_switch
-    assert (read_engine is not main_engine) == own
-    assert (read_engine.pool is not main_engine.pool) == own
-    assert (state.read_connection_gate is not state.connection_gate) == own
-    assert kept == (1 if own else 0)  # AUTOCOMMIT: the flush committed
+    assert read_engine is not main_engine
+    assert read_engine.pool is not main_engine.pool
+    assert state.read_connection_gate is not state.connection_gate
+    assert kept == 1  # AUTOCOMMIT: the flush committed
     assert read_engine.get_execution_options() == {}  # not a switching copy of the engine
+    assert read_engine.dialect.skip_autocommit_rollback
     for engine in (main_engine, read_engine):  # both disposed at shutdown
         assert engine.pool.checkedin() == 0
+
+
+async def test_a_read_engine_rolls_back_no_connection_it_takes_back(
+    namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLAlchemy rolls back every connection returned to its pool; an engine made by
+    ``open_read_engine`` skips it (aiomysql would send a ROLLBACK, aiosqlite a trip to its
+    thread). The main engine, in transactions, still rolls back: the count can fail."""
+    main = await open_engine(namespace=namespace)
+    reads = await open_read_engine(namespace=namespace)
+    rollbacks = {"main": 0, "reads": 0}
+
+    def counting(name: str, rollback: Callable[[Any], None]) -> Callable[[Any], None]:
+        def counted(adapted_connection: Any) -> None:
+            rollbacks[name] += 1
+            rollback(adapted_connection)
+
+        return counted
+
+    try:
+        for name, engine in (("main", main), ("reads", reads)):
+            async with engine.connect() as conn:
+                adapted = type((await conn.get_raw_connection()).dbapi_connection)
+                monkeypatch.setattr(adapted, "rollback", counting(name, adapted.rollback))
+                await conn.execute(select(1))
+            monkeypatch.undo()  # the adapter's own method again
+    finally:
+        await main.dispose()
+        await reads.dispose()
+    assert rollbacks["main"] >= 1
+    assert rollbacks["reads"] == 0
 
 
 async def test_a_read_engine_of_the_callers_is_used_with_a_gate_of_its_own(

@@ -60,6 +60,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from snippets import open_engine
 from snippets.api import (
+    READ_ENGINE_OPTIONS,
     ConnectionGate,
     Lifespan,
     ReadSessionDep,
@@ -170,8 +171,9 @@ async def open_bench_engine(namespace: str | None = None, **engine_kwargs: Any) 
 
 
 async def open_bench_read_engine(namespace: str | None = None) -> AsyncEngine:
-    """The engine of the async variants' reads: the same pool settings, in ``AUTOCOMMIT``."""
-    return await open_bench_engine(namespace, isolation_level="AUTOCOMMIT")
+    """The engine of the async variants' reads: the same pool settings, made as
+    ``snippets.api.open_read_engine`` makes it (``READ_ENGINE_OPTIONS``)."""
+    return await open_bench_engine(namespace, **READ_ENGINE_OPTIONS)
 
 
 async def prepare(engine: AsyncEngine) -> None:
@@ -212,15 +214,11 @@ def world_public(world: World) -> dict[str, int]:
 
 
 def guide_lifespan(engine: AsyncEngine | None, read_engine: AsyncEngine | None = None) -> Lifespan:
-    """``database_lifespan`` with the caller's engines, else the bench engines: as
-    ``database_lifespan()`` opens them, reads on an engine of their own in ``AUTOCOMMIT``
-    where the backend's switch is free."""
+    """``database_lifespan`` with the caller's engines, else the bench engines, as
+    ``database_lifespan()`` opens its own: reads on an engine of their own."""
     if engine is not None:
         return database_lifespan(engine, read_engine=read_engine)
-    own_reads = facts(database_url()).free_autocommit_switch
-    return database_lifespan(
-        open_bench_engine, read_engine=open_bench_read_engine if own_reads else None
-    )
+    return database_lifespan(open_bench_engine, read_engine=open_bench_read_engine)
 
 
 def create_guide_app(
@@ -293,9 +291,9 @@ SET_NUMBER = (
 
 
 def create_tuned_app(engine: AsyncEngine | None = None, namespace: str | None = None) -> FastAPI:
-    """Core statements; reads on an engine of their own made with ``isolation_level=
-    "AUTOCOMMIT"`` (an ``execution_options`` copy of the guide's engine would switch each
-    connection at every checkout and back at every return: about 100 µs a request), writes on
+    """Core statements; reads on an engine of their own, made as ``open_read_engine`` makes
+    it (an ``execution_options`` copy of the guide's engine would switch each connection at
+    every checkout and back at every return: about 100 µs a request), writes on
     the guide's engine (``engine``, else one opened here); a connection gate for each pool."""
 
     @asynccontextmanager
