@@ -292,3 +292,50 @@ async def test_a_busy_loop_accepts_waiting_connections_one_or_all_at_a_time(
     tracing = {web_bench.TRACE_ACCEPTS_VARIABLE: "1"}
     with web_bench.Served("guide", url, namespace, loop=loop, **tracing) as served:
         assert await accept_batches(served.base, clients=8, busy_ms=400) == batches
+
+
+def test_the_target_figures_are_measured_in_turns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Raw, guide and tuned served at once and loaded round after round, not one after the
+    other: what the machine does meanwhile falls on each in every round."""
+    from argparse import Namespace
+
+    import tools.bench_web as bench
+
+    loads: list[tuple[str, float]] = []
+
+    class Serving:  # Served's interface, without a server
+        def __init__(self, variant: str, url: str, namespace: str, **settings: str) -> None:
+            self.base = f"http://{variant}"
+
+        def __enter__(self) -> Serving:
+            return self
+
+        def __exit__(self, *exc_info: object) -> None:
+            return None
+
+    def wrk(url: str, concurrency: int, seconds: float) -> tuple[float, float, float, int]:
+        loads.append((url.removeprefix("http://"), seconds))
+        return (1000.0 if url.startswith("http://raw") else 500.0) + len(loads), 1.0, 2.0, 0
+
+    monkeypatch.setattr(bench, "Served", Serving)
+    monkeypatch.setattr(bench, "run_wrk", wrk)
+    args = Namespace(
+        variants=["raw", "guide", "tuned", "sync"],
+        tests=["db", "queries"],
+        seconds=3.0,
+        target_seconds=10.0,
+        repeats=2,
+        gc="tuned",
+    )
+    points = bench.measure_side_by_side("url", "namespace", args)
+    warming = [("raw/db", 1), ("guide/db", 1), ("tuned/db", 1)]
+    assert loads == warming + [("raw/db", 10.0), ("guide/db", 10.0), ("tuned/db", 10.0)] * 2
+    runs = [(p.variant, p.test, p.concurrency, p.rps_runs) for p in points]
+    assert runs == [
+        ("raw", "db", 64, [1004.0, 1007.0]),
+        ("guide", "db", 64, [505.0, 508.0]),
+        ("tuned", "db", 64, [506.0, 509.0]),
+    ]
+    assert bench.is_target_figure("fortunes", 64, 0.0)
+    assert not bench.is_target_figure("db", 64, 2.0)
+    assert not bench.is_target_figure("db", 16, 0.0)

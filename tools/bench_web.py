@@ -4,7 +4,8 @@ Serves each app of ``snippets.lab.web_bench`` (``raw``, ``guide``, ``tuned``, ``
 uvicorn worker (uvloop, httptools) on a free loopback port, loads it with ``wrk`` (Debian's
 package) for TechEmpower's database tests at several concurrencies, each figure the best of
 ``--repeats`` short runs (``--target-seconds`` long for the figures the targets read:
-``run_seconds``), and writes ``build/bench/web.json`` (variant, test, concurrency,
+``run_seconds``; those of the raw, guide and tuned apps measured in turns, round after round:
+``measure_side_by_side``), and writes ``build/bench/web.json`` (variant, test, concurrency,
 latency, req/s of every run, p50, p99, errors, ratios to raw and to sync, versions, server)
 and ``build/bench/web.png`` (req/s and p99 against concurrency). The server runs on core 0 and
 wrk on core 1 where ``taskset`` works. On PostgreSQL and MySQL/MariaDB a second series puts the
@@ -32,6 +33,7 @@ import re
 import shutil
 import subprocess
 import sys
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -128,43 +130,108 @@ def measure(
     args: Any,
     latency: float,
     label: str | None = None,
-    **settings: str,
+    leave_out_targets: bool = False,
+    settings: dict[str, str] | None = None,
 ) -> list[Point]:
     """Each test at each level, ``args.repeats`` runs each, the best kept; ``label`` names the
-    points (default: the variant); ``settings`` are variables for the served app."""
+    points (default: the variant); ``settings`` are variables for the served app;
+    ``leave_out_targets``: not the figures ``measure_side_by_side`` measures."""
     points = []
     for test in tests:
         # A server per test: a sync app deadlocked by one test (chapter 14) stays stuck for the
         # pool timeout, and would fail the next test too.
-        with Served(variant, url, namespace, **{GC_VARIABLE: args.gc, **settings}) as served:
+        with Served(
+            variant, url, namespace, **{GC_VARIABLE: args.gc, **(settings or {})}
+        ) as served:
             target = served.base + TESTS[test]
             # Warm the pool and the caches at the lowest concurrency: a sync app that deadlocks at
             # a higher one (chapter 14) would stay stuck for the runs that follow.
             run_wrk(target, min(levels), 1)
             for concurrency in levels:
+                if leave_out_targets and is_target_figure(test, concurrency, latency):
+                    continue
                 seconds = run_seconds(test, concurrency, args)
                 runs = [run_wrk(target, concurrency, seconds) for _ in range(args.repeats)]
-                best = max(runs)
-                point = Point(
-                    label or variant,
-                    test,
-                    concurrency,
-                    latency,
-                    seconds,
-                    round(best[0], 1),
-                    [round(run[0], 1) for run in runs],
-                    round(best[1], 2),
-                    round(best[2], 2),
-                    sum(run[3] for run in runs),
+                points.append(
+                    best_point(label or variant, test, concurrency, latency, seconds, runs)
                 )
-                points.append(point)
-                print(
-                    f"{point.variant:<6} {test:<9} c={concurrency:<4} {latency:g} ms:"
-                    f" {point.rps:>9,.0f}"
-                    f" req/s  p50 {point.p50_ms:7.2f} ms  p99 {point.p99_ms:8.2f} ms"
-                    f"  errors {point.errors}",
-                    flush=True,
-                )
+    return points
+
+
+def best_point(
+    label: str,
+    test: str,
+    concurrency: int,
+    latency: float,
+    seconds: float,
+    runs: list[tuple[float, float, float, int]],
+) -> Point:
+    """The figure of ``runs`` (``run_wrk``'s), the best kept, printed as it is measured."""
+    best = max(runs)
+    point = Point(
+        label,
+        test,
+        concurrency,
+        latency,
+        seconds,
+        round(best[0], 1),
+        [round(run[0], 1) for run in runs],
+        round(best[1], 2),
+        round(best[2], 2),
+        sum(run[3] for run in runs),
+    )
+    print(
+        f"{point.variant:<6} {test:<9} c={concurrency:<4} {latency:g} ms:"
+        f" {point.rps:>9,.0f}"
+        f" req/s  p50 {point.p50_ms:7.2f} ms  p99 {point.p99_ms:8.2f} ms"
+        f"  errors {point.errors}",
+        flush=True,
+    )
+    return point
+
+
+SIDE_BY_SIDE = ("raw", "guide", "tuned")
+"""The variants whose target figures are measured in turns (``measure_side_by_side``)."""
+
+
+def is_target_figure(test: str, concurrency: int, latency: float) -> bool:
+    """Whether a figure is one the ratio targets read: /db or /fortunes at c=64, 0 ms away."""
+    return test in TARGET_TESTS and concurrency == TARGET_CONCURRENCY and latency == 0
+
+
+def measure_side_by_side(url: str, namespace: str, args: Any) -> list[Point]:
+    """The figures the ratio targets read, for ``SIDE_BY_SIDE``: per test, the apps served at
+    once (each in its own process on core 0, idle but for its turn) and loaded in turns,
+    round after round, ``--repeats`` rounds of ``--target-seconds``, each keeping its best.
+
+    Measured one app after the other, as the series are, those figures were minutes apart,
+    and the machine's pace moves over minutes (a shared host; the database's processes are
+    not pinned): the ORM app's ``/db`` was 0.40x raw in a full run and 0.44-0.46x in shorter
+    ones the same hour. In turns, what the machine does meanwhile falls on every app in every
+    round, as ``snippets.lab.timing.best_of_rounds`` has it for the notebooks' measurements.
+    """
+    variants = [variant for variant in SIDE_BY_SIDE if variant in args.variants]
+    seconds = float(max(args.seconds, args.target_seconds))
+    points = []
+    for test in (test for test in TARGET_TESTS if test in args.tests):
+        runs: dict[str, list[tuple[float, float, float, int]]] = {v: [] for v in variants}
+        with ExitStack() as servers:
+            targets = {
+                variant: servers.enter_context(
+                    Served(variant, url, namespace, **{GC_VARIABLE: args.gc})
+                ).base
+                + TESTS[test]
+                for variant in variants
+            }
+            for target in targets.values():  # warm the pools and caches
+                run_wrk(target, TARGET_CONCURRENCY, 1)
+            for _ in range(args.repeats):
+                for variant, target in targets.items():
+                    runs[variant].append(run_wrk(target, TARGET_CONCURRENCY, seconds))
+        for variant in variants:
+            points.append(
+                best_point(variant, test, TARGET_CONCURRENCY, 0.0, seconds, runs[variant])
+            )
     return points
 
 
@@ -232,7 +299,7 @@ def measure_far(url: URL, namespace: str, args: Any) -> list[Point]:
                 threads = {THREADS_VARIABLE: str(SYNC_THREADS_FAR)} if variant == "sync" else {}
                 levels = [FAR_CONCURRENCY]
                 for point in measure(
-                    variant, far, namespace, ["db"], levels, args, delay, **threads
+                    variant, far, namespace, ["db"], levels, args, delay, settings=threads
                 ):
                     if delay == 0:
                         point.variant += " via proxy"
@@ -326,13 +393,18 @@ def main() -> int:
     points: list[Point] = []
     served_url = url.render_as_string(hide_password=False)  # for the servers; never printed
     for variant in args.variants:
-        points += measure(variant, served_url, namespace, args.tests, args.concurrency, args, 0.0)
+        points += measure(
+            variant, served_url, namespace, args.tests, args.concurrency, args, 0.0,
+            leave_out_targets=variant in SIDE_BY_SIDE and TARGET_CONCURRENCY in args.concurrency,
+        )  # fmt: skip
+    if TARGET_CONCURRENCY in args.concurrency:
+        points += measure_side_by_side(served_url, namespace, args)
     if "guide" in args.variants and args.gc == "tuned":
         # The same app with Python's collector as it starts, side by side in this run.
         gc_tests = [test for test in ("db", "fortunes") if test in args.tests]
         levels = [level for level in args.concurrency if level >= 16] or args.concurrency
         points += measure("guide", served_url, namespace, gc_tests, levels, args, 0.0,
-                          UNTUNED_GUIDE, **{GC_VARIABLE: "default"})  # fmt: skip
+                          UNTUNED_GUIDE, settings={GC_VARIABLE: "default"})  # fmt: skip
     if FACTS[backend].has_server and args.latency_ms > 0:
         points += measure_far(url, namespace, args)
     add_ratios(points)
