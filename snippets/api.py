@@ -342,8 +342,8 @@ ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session)]
 class Sessions:
     """The app's sessions, opened by the endpoint itself: ``SessionsDep``.
 
-    ``async with sessions.reading() as session:`` (reads, in ``AUTOCOMMIT`` where that is free,
-    as ``ReadSessionDep``) or ``async with sessions.writing() as session:`` (a transaction, as
+    ``async with sessions.reading() as session:`` (reads, on the reads' engine, as
+    ``ReadSessionDep``) or ``async with sessions.writing() as session:`` (a transaction, as
     ``SessionDep``; commit it inside the block). Each block takes a turn at the connection gate
     first and closes the session when it ends, inside the endpoint: the connection goes back
     to the pool before the response is built and sent, and an error closing it reaches the
@@ -375,7 +375,8 @@ class Sessions:
         return shared
 
     def reading(self) -> AbstractAsyncContextManager[AsyncSession]:
-        """A session for statements that only read (``AUTOCOMMIT`` where it is free)."""
+        """A session for statements that only read, on the reads' engine (``AUTOCOMMIT``
+        unless ``database_lifespan`` was given a MySQL/MariaDB engine alone)."""
         return _OpenSession(self, self._read, self._read_gate)
 
     def writing(self) -> AbstractAsyncContextManager[AsyncSession]:

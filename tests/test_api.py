@@ -7,7 +7,6 @@ import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
 
 import httpx
 import pytest
@@ -42,6 +41,7 @@ from snippets.demo.heroes_api import MAX_BODY, MAX_PAGE, create_app
 from snippets.demo.heroes_page import create_air_app
 from snippets.demo.models import Hero, Team, metadata
 from snippets.lab.latency_proxy import LatencyProxy
+from snippets.lab.observe import driver_rollbacks
 from snippets.lab.pool import arrival_order
 from snippets.session import make_sessionmaker
 from snippets.testing import api_client, empty_tables, rollback_session
@@ -524,35 +524,22 @@ async def test_the_default_lifespan_reads_on_an_engine_of_its_own_in_autocommit(
         assert engine.pool.checkedin() == 0
 
 
-async def test_a_read_engine_rolls_back_no_connection_it_takes_back(
-    namespace: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_a_read_engine_rolls_back_no_connection_it_takes_back(namespace: str) -> None:
     """SQLAlchemy rolls back every connection returned to its pool; an engine made by
     ``open_read_engine`` skips it (aiomysql would send a ROLLBACK, aiosqlite a trip to its
     thread). The main engine, in transactions, still rolls back: the count can fail."""
     main = await open_engine(namespace=namespace)
     reads = await open_read_engine(namespace=namespace)
-    rollbacks = {"main": 0, "reads": 0}
-
-    def counting(name: str, rollback: Callable[[Any], None]) -> Callable[[Any], None]:
-        def counted(adapted_connection: Any) -> None:
-            rollbacks[name] += 1
-            rollback(adapted_connection)
-
-        return counted
-
+    rollbacks: dict[str, int] = {}
     try:
         for name, engine in (("main", main), ("reads", reads)):
-            async with engine.connect() as conn:
-                adapted = type((await conn.get_raw_connection()).dbapi_connection)
-                monkeypatch.setattr(adapted, "rollback", counting(name, adapted.rollback))
+            async with driver_rollbacks(engine) as rolled_back, engine.connect() as conn:
                 await conn.execute(select(1))
-            monkeypatch.undo()  # the adapter's own method again
+            rollbacks[name] = len(rolled_back)
     finally:
         await main.dispose()
         await reads.dispose()
-    assert rollbacks["main"] >= 1
-    assert rollbacks["reads"] == 0
+    assert rollbacks == {"main": 1, "reads": 0}
 
 
 async def test_a_read_engine_of_the_callers_is_used_with_a_gate_of_its_own(

@@ -1,5 +1,6 @@
-"""See what reaches the database: record the SQL statements an engine sends; and what a
-logger says (``logged``), kept for the cell instead of printed on stderr.
+"""See what reaches the database: record the SQL statements an engine sends; count the
+rollbacks SQLAlchemy asks of the driver (``driver_rollbacks``); and what a logger says
+(``logged``), kept for the cell instead of printed on stderr.
 
 The recorder is a ``before_cursor_execute`` event on ``engine.sync_engine`` (events of an
 ``AsyncEngine`` are registered on the synchronous engine it wraps). One ``executemany`` call
@@ -14,8 +15,8 @@ counts the same on every backend. ``SAVEPOINT`` and the like are recorded.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 from sqlalchemy import event
@@ -46,6 +47,36 @@ def recorded_statements(engine: AsyncEngine) -> Iterator[list[str]]:
         yield statements
     finally:
         event.remove(engine.sync_engine, "before_cursor_execute", record)
+
+
+@asynccontextmanager
+async def driver_rollbacks(engine: AsyncEngine) -> AsyncIterator[list[object]]:
+    """Collect the driver connections SQLAlchemy rolls back inside the block: a session's
+    close, a connection returned to the pool. No cursor event sees these: SQLAlchemy calls the
+    ``rollback()`` of its adapter of the driver's connection, which aiomysql sends as a
+    ``ROLLBACK``, aiosqlite hands to its thread, and asyncpg sends only inside a transaction.
+
+    The adapter's class (found on one of ``engine``'s connections) is patched for the block,
+    so run nothing else on that driver meanwhile::
+
+        async with driver_rollbacks(engine) as rolled_back:
+            await session.close()
+        assert len(rolled_back) == 1
+    """
+    async with engine.connect() as conn:
+        adapter: Any = type((await conn.get_raw_connection()).dbapi_connection)
+    rolled_back: list[object] = []
+    rollback = adapter.rollback
+
+    def counted(adapted_connection: object) -> None:
+        rolled_back.append(adapted_connection)
+        rollback(adapted_connection)
+
+    adapter.rollback = counted
+    try:
+        yield rolled_back
+    finally:
+        adapter.rollback = rollback
 
 
 @contextmanager
